@@ -1,0 +1,108 @@
+"""One exception tree for the whole appliance.
+
+Everything the appliance raises on purpose derives from :class:`ApplianceError`, so the CLI
+can translate any of them into one clear line for a technician (no traceback), and library
+errors are wrapped with ``raise ... from exc`` at the boundary where they are met.
+
+Example scenarios, by class:
+
+* :class:`ConfigError` -- ``appliance.toml`` names an unknown key, a modem has no port, a
+  baud rate is not a number. Carries *every* problem found, each with key and file.
+* :class:`ModemTimeout` -- a modem did not answer ``AT+CMGS`` within the send timeout.
+* :class:`ModemCommandError` -- a modem answered ``+CMS ERROR: 500`` (temporary network
+  failure) or ``+CME ERROR: 10`` (SIM not inserted); ``kind`` and ``code`` tell which.
+* :class:`ModemGone` -- the USB modem was unplugged; the port raised an OS error.
+* :class:`ProtocolError` -- bytes that cannot be framed as AT at all (a line too long).
+* :class:`PduError` -- an SMS PDU that cannot be decoded; keeps the raw PDU so the message
+  is quarantined, never dropped.
+* :class:`RegistryError` and children -- the registry is missing, stale, badly signed.
+"""
+
+from __future__ import annotations
+
+
+class ApplianceError(Exception):
+    """Base of every error the appliance raises on purpose."""
+
+
+class ConfigError(ApplianceError):
+    """A configuration (or template) file has one or more problems.
+
+    ``problems`` holds one human-readable line per problem, each naming the file and key.
+    """
+
+    def __init__(self, problems: list[str] | str) -> None:
+        if isinstance(problems, str):
+            problems = [problems]
+        self.problems: list[str] = list(problems)
+        super().__init__("\n".join(self.problems))
+
+
+class ModemError(ApplianceError):
+    """Something went wrong talking to a modem."""
+
+
+class ModemTimeout(ModemError):
+    """A modem did not answer a command (or the ``> `` prompt) in time."""
+
+
+class ModemCommandError(ModemError):
+    """A modem answered a command with ERROR, ``+CME ERROR: n`` or ``+CMS ERROR: n``.
+
+    ``kind`` is ``"ERROR"``, ``"CME"`` or ``"CMS"``; ``code`` is the number (or ``None``
+    for plain ERROR or a verbose error text, kept in ``text``).
+    """
+
+    def __init__(self, message: str, *, kind: str = "ERROR", code: int | None = None,
+                 text: str = "") -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.code = code
+        self.text = text
+
+
+class ModemGone(ModemError):
+    """The port disappeared or failed at the OS level (unplugged, closed, I/O error)."""
+
+
+class ProtocolError(ApplianceError):
+    """Bytes from a modem that cannot be framed as AT responses."""
+
+
+class PduError(ApplianceError):
+    """An SMS PDU could not be decoded or encoded.
+
+    ``pdu`` keeps the raw hex PDU (decode side) so the message can be quarantined.
+    """
+
+    def __init__(self, message: str, *, pdu: str = "") -> None:
+        super().__init__(message)
+        self.pdu = pdu
+
+
+class RegistryError(ApplianceError):
+    """The registry is missing, unreadable, or cannot be updated."""
+
+
+class SignatureError(RegistryError):
+    """Registry metadata or a target failed verification (signature, hash, length)."""
+
+
+class RollbackError(RegistryError):
+    """The server offered a registry older than the installed one."""
+
+
+class FreezeError(RegistryError):
+    """The registry metadata has expired (a freeze attack or a stalled publisher)."""
+
+
+class StaleRegistry(RegistryError):
+    """The installed registry is older than ``max_age``: no verdict may be given."""
+
+
+class SyncError(RegistryError):
+    """A registry sync failed (network, disk, apply); the current registry is kept."""
+
+
+class StoreError(ApplianceError):
+    """The message store (state.db) failed."""
