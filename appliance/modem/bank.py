@@ -1,0 +1,201 @@
+"""Many modems: which one sends the next reply, how fast, and which are out of rotation.
+
+The queue itself lives in ``state.db`` (see :mod:`appliance.store`); each modem's owner
+thread asks :meth:`Bank.next_job` when it is free. The policy, as the service issue states it:
+
+* a reply leaves from the modem that received the request, while that modem is healthy and
+  under its caps; otherwise from another healthy modem (it may claim replies whose preferred
+  modem is unavailable);
+* all parts of one reply go on one modem, back to back (the engine's one transaction);
+* pacing: a minimum interval between two replies on one SIM, and rolling hourly/daily caps
+  on parts, because operators suspend SIMs that send in bursts (FIELD_NOTES: ~200 SMS in
+  15 minutes has cost a SIM);
+* a modem with N consecutive failed sends leaves the rotation for a cooldown; the next
+  health report after the cooldown re-admits it. A credit-type failure (barring, no SMS
+  bundle) takes it out until a balance check or a technician clears it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from ..store import Job, Store
+from .engine import ModemState, ModemStatus
+
+log = logging.getLogger(__name__)
+
+HOUR, DAY = 3600.0, 86400.0
+
+
+@dataclass(frozen=True)
+class SlotSettings:
+    min_interval_s: float = 5.0
+    hourly_cap: int = 300
+    daily_cap: int = 2000
+
+
+@dataclass
+class Slot:
+    """The bank's view of one modem."""
+
+    name: str
+    settings: SlotSettings
+    status: ModemStatus | None = None
+    sent: deque[float] = field(default_factory=deque)   # part times, last 24 h
+    last_job_at: float = 0.0
+    consecutive_failures: int = 0
+    blocked_until: float = 0.0
+    block_reason: str = ""
+    credit_blocked: bool = False
+
+    def sent_since(self, t: float) -> int:
+        n = 0
+        for ts in reversed(self.sent):
+            if ts < t:
+                break
+            n += 1
+        return n
+
+    def over_caps(self, now: float) -> str:
+        while self.sent and self.sent[0] < now - DAY:
+            self.sent.popleft()
+        if len(self.sent) >= self.settings.daily_cap:
+            return "daily cap reached"
+        if self.sent_since(now - HOUR) >= self.settings.hourly_cap:
+            return "hourly cap reached"
+        return ""
+
+    def unavailable_reason(self, now: float) -> str:
+        if self.status is None or self.status.state != ModemState.READY:
+            return f"modem {self.status.state if self.status else 'starting'}"
+        if self.credit_blocked:
+            return self.block_reason
+        if now < self.blocked_until:
+            return self.block_reason
+        return self.over_caps(now)
+
+
+class Bank:
+    def __init__(self, store: Store, slots: Iterable[tuple[str, SlotSettings]], *,
+                 block_after_failures: int = 5, block_cooldown_s: float = 600.0,
+                 on_alarm: Callable[[str, str], None] | None = None) -> None:
+        self.store = store
+        self.slots = {name: Slot(name, s) for name, s in slots}
+        self.block_after_failures = block_after_failures
+        self.block_cooldown_s = block_cooldown_s
+        self._on_alarm = on_alarm or (lambda kind, msg: None)
+        self._lock = threading.Lock()
+        self.pokers: dict[str, Callable[[], None]] = {}
+        now = time.time()
+        for slot in self.slots.values():
+            slot.sent.extend(store.part_times(slot.name, now - DAY))
+
+    # -- policy ----------------------------------------------------------------------------
+
+    def available(self, name: str, now: float | None = None) -> bool:
+        with self._lock:
+            return not self.slots[name].unavailable_reason(now or time.time())
+
+    def unavailable(self, now: float | None = None) -> list[str]:
+        now = now or time.time()
+        with self._lock:
+            return [n for n, s in self.slots.items() if s.unavailable_reason(now)]
+
+    def next_job(self, name: str) -> Job | None:
+        now = time.time()
+        with self._lock:
+            slot = self.slots[name]
+            if slot.unavailable_reason(now):
+                return None
+            if now < slot.last_job_at + slot.settings.min_interval_s:
+                return None
+            others = [n for n, s in self.slots.items() if n != name and s.unavailable_reason(now)]
+        job = self.store.claim_next(name, others_unavailable=others)
+        if job is not None:
+            with self._lock:
+                slot.last_job_at = now
+        return job
+
+    def poke(self, preferred: str | None) -> None:
+        """A reply was queued: wake its preferred modem, or everyone who could take it."""
+        if preferred in self.pokers and self.available(preferred):
+            self.pokers[preferred]()
+            return
+        for name, poke in self.pokers.items():
+            if self.available(name):
+                poke()
+
+    # -- feedback from the engines ---------------------------------------------------------
+
+    def part_sent(self, name: str, at: float) -> None:
+        with self._lock:
+            self.slots[name].sent.append(at)
+
+    def send_succeeded(self, name: str) -> None:
+        with self._lock:
+            self.slots[name].consecutive_failures = 0
+
+    def send_failed(self, name: str, *, modem_fault: bool, reason: str) -> None:
+        with self._lock:
+            slot = self.slots[name]
+            slot.consecutive_failures += 1
+            block = modem_fault or slot.consecutive_failures >= self.block_after_failures
+            if block:
+                slot.blocked_until = time.time() + self.block_cooldown_s
+                slot.block_reason = (f"blocked after {slot.consecutive_failures} failed sends: "
+                                     f"{reason}")
+                if modem_fault:
+                    slot.credit_blocked = True
+                    slot.block_reason = f"cannot send ({reason}); check SIM credit and plan"
+        if block:
+            log.warning("modem %s out of rotation: %s", name, slot.block_reason)
+            self._on_alarm("modem_blocked", f"modem {name}: {slot.block_reason}")
+            self._redistribute(name)
+
+    def readmit(self, name: str) -> None:
+        """A technician or a passing balance check clears a block."""
+        with self._lock:
+            slot = self.slots[name]
+            slot.blocked_until, slot.block_reason, slot.credit_blocked = 0.0, "", False
+            slot.consecutive_failures = 0
+        log.info("modem %s back in rotation", name)
+
+    def on_status(self, status: ModemStatus) -> None:
+        with self._lock:
+            slot = self.slots.get(status.name)
+            if slot is None:
+                return
+            was_available = not slot.unavailable_reason(time.time())
+            slot.status = status
+            now = time.time()
+            if (slot.blocked_until and not slot.credit_blocked and now >= slot.blocked_until
+                    and status.state == ModemState.READY):
+                # The health check after the cooldown passed: back into rotation.
+                slot.blocked_until, slot.block_reason = 0.0, ""
+                slot.consecutive_failures = 0
+                log.info("modem %s re-admitted after cooldown", status.name)
+            available = not slot.unavailable_reason(now)
+        if was_available and not available:
+            self._redistribute(status.name)
+        elif available and not was_available and status.name in self.pokers:
+            self.pokers[status.name]()
+
+    def _redistribute(self, gone: str) -> None:
+        """Wake the healthy modems so they claim what was waiting for ``gone``."""
+        for name, poke in self.pokers.items():
+            if name != gone and self.available(name):
+                poke()
+
+    def snapshot(self) -> dict[str, dict[str, object]]:
+        now = time.time()
+        with self._lock:
+            return {n: {"unavailable": s.unavailable_reason(now),
+                        "sent_hour": s.sent_since(now - HOUR), "sent_day": len(s.sent),
+                        "hourly_cap": s.settings.hourly_cap, "daily_cap": s.settings.daily_cap,
+                        "consecutive_failures": s.consecutive_failures}
+                    for n, s in self.slots.items()}

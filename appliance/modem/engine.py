@@ -1,0 +1,551 @@
+"""One modem: the owner thread that alone talks AT to it, for the life of the service.
+
+What the owner does, in order of importance:
+
+1. **Receive without loss.** ``+CMTI`` → ``AT+CMGR`` → decode → ``handler.on_inbound``
+   (which commits the message) → only then ``AT+CMGD``. A periodic ``AT+CMGL=4`` sweep (and
+   one at every (re)start) reads whatever a lost URC, a crash or a full SIM left behind.
+   The handler is idempotent on (modem, PDU hash), so both paths may see one message.
+2. **Send one PDU transaction at a time** (:meth:`ATSession.submit`), all parts of a reply
+   back to back, each part recorded as soon as its ``+CMGS: mr`` arrives.
+3. **Stay alive.** A timeout → ESC + resync; a dead port or a modem that no longer
+   resyncs → close, back off, reopen (the same by-path name comes back after a replug),
+   re-init. The owner refreshes ``heartbeat`` while it waits; a stuck owner (a handler that
+   never returns) shows as a stale heartbeat, which the service turns into a systemd
+   watchdog restart.
+
+Everything not about the port (which reply, pacing, caps, persistence) is the handler's.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import re
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
+from typing import Any, Protocol
+
+from ..errors import ModemCommandError, ModemError, ModemGone, ModemTimeout, PduError
+from ..store import Job, SubmittedPart
+from . import pdu as pdumod
+from .port import CALL, POKE, STOP, Item, Port
+from .session import ATSession, Stopping
+
+_CMGR = re.compile(r"\+CMGR:\s*(\d+)")
+_CMGL = re.compile(r"\+CMGL:\s*(\d+)\s*,\s*(\d+)")
+_CMTI = re.compile(r'"?([A-Z]{2})"?\s*,\s*(\d+)')
+_CSQ = re.compile(r"\+CSQ:\s*(\d+)")
+_CREG = re.compile(r"\+C(?:G|E)?REG:\s*(?:\d+\s*,\s*)?(\d+)")
+_COPS = re.compile(r'\+COPS:\s*\d+\s*,\s*\d+\s*,\s*"([^"]*)"')
+_CPMS = re.compile(r'\+CPMS:\s*"?(\w+)"?\s*,\s*(\d+)\s*,\s*(\d+)')
+
+#: URCs after which the SIM should be swept at once (vendor "storage full" signals).
+_FULL_URCS = frozenset({"^SMMEMFULL", "+CIEV", "+CMS ERROR"})
+
+
+class ModemState:
+    STARTING = "starting"
+    READY = "ready"
+    NO_NETWORK = "no network"
+    FAILED = "failed"
+    GONE = "gone"
+    STOPPED = "stopped"
+
+
+@dataclass
+class ModemStatus:
+    """A snapshot for status pages, the bank and the watchdog (copied on read)."""
+
+    name: str
+    port: str
+    state: str = ModemState.STARTING
+    rssi: int | None = None
+    operator: str = ""
+    registered: bool = False
+    identity: dict[str, str] = field(default_factory=dict)
+    sim_used: int | None = None
+    sim_total: int | None = None
+    last_error: str = ""
+    last_error_at: float | None = None
+    received: int = 0
+    sent_parts: int = 0
+    send_failures: int = 0
+    reopens: int = 0
+    since: float = field(default_factory=time.time)
+
+    @property
+    def bars(self) -> int:
+        """0–5 signal bars from RSSI (TS 27.007 §8.5: 0..31, 99 = unknown)."""
+        if self.rssi is None or self.rssi == 99:
+            return 0
+        return min(5, (self.rssi + 2) // 6)
+
+
+class ModemHandler(Protocol):
+    def on_inbound(self, modem: str, pdu_hex: str, decoded: Any) -> None: ...
+    def on_status_report(self, modem: str, report: Any) -> None: ...
+    def next_job(self, modem: str) -> Job | None: ...
+    def part_sent(self, job: Job, part: SubmittedPart) -> None: ...
+    def job_done(self, job: Job, error: BaseException | None,
+                 parts: list[SubmittedPart]) -> None: ...
+    def on_status(self, status: ModemStatus) -> None: ...
+
+
+@dataclass(frozen=True)
+class ModemSettings:
+    """What the engine needs from ``ModemConfig`` (kept apart so tests can build one)."""
+
+    name: str
+    port: str
+    pin: str | None = None
+    smsc: str | None = None
+    baudrate: int = 115200
+    flow_control: str = "none"
+    command_timeout_s: float = 10.0
+    send_timeout_s: float = 60.0
+    storage: str = "SM"
+    cmms: bool = True
+    status_reports: bool = True
+    concat_ref16: bool = False
+    validity_hours: int = 24
+    sweep_interval_s: float = 60.0
+    health_interval_s: float = 30.0
+    country_code: str = "92"
+
+    @classmethod
+    def from_config(cls, cfg: Any, country_code: str = "92") -> ModemSettings:
+        names = cls.__dataclass_fields__.keys() - {"country_code"}
+        return cls(country_code=country_code, **{n: getattr(cfg, n) for n in names})
+
+
+class Modem:
+    """The owner of one modem port. ``start()`` it; talk to it only through its methods."""
+
+    def __init__(self, settings: ModemSettings, handler: ModemHandler, *,
+                 concat_ref_start: int = 0) -> None:
+        self.settings = settings
+        self.name = settings.name
+        self.handler = handler
+        self.log = logging.getLogger(f"appliance.modem.{settings.name}")
+        self.inbox: queue.Queue[Item] = queue.Queue()
+        self._status = ModemStatus(settings.name, settings.port)
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self._generation = 0
+        self._session: ATSession | None = None
+        self._refs = pdumod.ConcatRefCounter(concat_ref_start,
+                                             bits=16 if settings.concat_ref16 else 8)
+        self._pending_reads: list[tuple[str, int]] = []
+        self._mem1 = settings.storage
+        self.heartbeat = time.monotonic()
+
+    # -- public, thread-safe ---------------------------------------------------------------
+
+    def start(self) -> None:
+        self._stopping.clear()
+        self._thread = threading.Thread(target=self._run, name=f"modem-{self.name}", daemon=True)
+        self._thread.start()
+
+    def request_stop(self) -> None:
+        """Ask the owner to stop after the transaction in flight (an AT+CMGS finishes)."""
+        self._stopping.set()
+        self.inbox.put(Item(STOP))
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self.request_stop()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def poke(self) -> None:
+        """Work may be waiting (a reply queued for this modem)."""
+        self.inbox.put(Item(POKE))
+
+    def call(self, fn: Callable[[ATSession], Any]) -> "Future[Any]":
+        """Run ``fn(session)`` in the owner thread between two transactions (probe, USSD…)."""
+        fut: Future[Any] = Future()
+        self.inbox.put(Item(CALL, (fn, fut)))
+        return fut
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def status(self) -> ModemStatus:
+        with self._lock:
+            return replace(self._status, identity=dict(self._status.identity))
+
+    # -- owner thread ----------------------------------------------------------------------
+
+    def _beat(self) -> None:
+        self.heartbeat = time.monotonic()
+
+    def _set(self, **changes: Any) -> None:
+        with self._lock:
+            before = self._status.state
+            for k, v in changes.items():
+                setattr(self._status, k, v)
+            if "state" in changes and changes["state"] != before:
+                self._status.since = time.time()
+                self.log.info("state %s -> %s", before, changes["state"])
+            snapshot = replace(self._status, identity=dict(self._status.identity))
+        try:
+            self.handler.on_status(snapshot)
+        except Exception:
+            self.log.exception("status handler failed")
+
+    def _error(self, message: str) -> None:
+        self.log.warning("%s", message)
+        self._set(last_error=message, last_error_at=time.time())
+
+    def _run(self) -> None:
+        backoff = 1.0
+        while not self._stopping.is_set():
+            try:
+                self._open_and_init()
+                backoff = 1.0
+                self._serve()
+            except Stopping:
+                break
+            except (ModemError, OSError) as exc:
+                self._error(f"modem {self.name} ({self.settings.port}): {exc}")
+                self._set(state=ModemState.GONE if isinstance(exc, (ModemGone, OSError))
+                          else ModemState.FAILED)
+            except Exception as exc:  # a bug must not kill the owner silently
+                self.log.exception("modem %s: unexpected error", self.name)
+                self._error(f"internal error: {exc!r}")
+                self._set(state=ModemState.FAILED)
+            finally:
+                self._close()
+            if self._stopping.wait(0) or self._sleep(backoff):
+                break
+            backoff = min(backoff * 2, 30.0)
+        self._set(state=ModemState.STOPPED)
+
+    def _sleep(self, seconds: float) -> bool:
+        """Back off while still answering calls (so a probe fails fast); True on stop."""
+        deadline = time.monotonic() + seconds
+        while (remaining := deadline - time.monotonic()) > 0:
+            self._beat()
+            try:
+                item = self.inbox.get(timeout=min(remaining, 1.0))
+            except queue.Empty:
+                continue
+            if item.kind == STOP:
+                return True
+            if item.kind == CALL:
+                fn, fut = item.payload
+                fut.set_exception(ModemGone(f"modem {self.name} is not connected"))
+        return self._stopping.is_set()
+
+    def _close(self) -> None:
+        if self._session is not None:
+            self._session.port.close()
+            self._session = None
+
+    def _open_and_init(self) -> None:
+        s = self.settings
+        self._generation += 1
+        port = Port(s.port, baudrate=s.baudrate, flow_control=s.flow_control, inbox=self.inbox,
+                    generation=self._generation, logger=self.log)
+        self._session = sess = ATSession(port, self.inbox, self.log, self._beat)
+        self._set(state=ModemState.STARTING, reopens=self._status.reopens + 1)
+        if not sess.resync(min(3.0, s.command_timeout_s)):
+            raise ModemTimeout(f"modem {self.name} ({s.port}) does not answer AT; "
+                               "check power, cable and baud rate")
+        t = s.command_timeout_s
+        sess.run("ATE0", t)
+        sess.run("AT+CMEE=1", t)
+        self._unlock_sim(sess)
+        ident = {}
+        for key, cmd in (("manufacturer", "AT+CGMI"), ("model", "AT+CGMM"),
+                         ("revision", "AT+CGMR"), ("imei", "AT+CGSN"), ("imsi", "AT+CIMI")):
+            try:
+                lines = sess.run(cmd, t)
+                ident[key] = lines[0].split(":", 1)[-1].strip() if lines else ""
+            except ModemCommandError:
+                ident[key] = ""
+        self._set(identity=ident)
+        sess.run("AT+CMGF=0", t)
+        m = s.storage
+        sess.run(f'AT+CPMS="{m}","{m}","{m}"', t)
+        self._mem1 = m
+        self._set_cnmi(sess, t)
+        if s.smsc:
+            sess.run(f'AT+CSCA="{s.smsc}",145', t)
+        else:
+            lines = sess.run("AT+CSCA?", t)
+            if not any('"' in line and any(c.isdigit() for c in line) for line in lines):
+                self._error(f"modem {self.name}: no SMS centre number on the SIM; "
+                            "set smsc in the [[modems]] block")
+        if s.cmms:
+            try:  # TS 27.005 §3.5.6: keep the link up between the parts of a reply
+                sess.run("AT+CMMS=2", t)
+            except ModemCommandError:
+                self.log.debug("AT+CMMS not supported")
+        try:
+            sess.run("AT+CREG=1", t)  # URCs on registration changes
+        except ModemCommandError:
+            pass
+        self._health(sess)
+        self._sweep(sess)
+        self.log.info("ready: %s %s IMEI %s", ident.get("manufacturer"), ident.get("model"),
+                      ident.get("imei"))
+
+    def _unlock_sim(self, sess: ATSession) -> None:
+        t = self.settings.command_timeout_s
+        lines = sess.run("AT+CPIN?", t)
+        state = lines[0].split(":", 1)[-1].strip().upper() if lines else ""
+        if state == "READY":
+            return
+        if state == "SIM PIN" and self.settings.pin:
+            sess.run(f'AT+CPIN="{self.settings.pin}"', t)
+            return
+        hint = {"SIM PIN": "set pin in the [[modems]] block",
+                "SIM PUK": "the SIM is PUK-locked: unlock it in a phone (never retried here)"}
+        raise ModemCommandError(f"modem {self.name}: SIM state {state or 'unknown'}; "
+                                f"{hint.get(state, 'check the SIM')}", kind="CME")
+
+    def _set_cnmi(self, sess: ATSession, t: float) -> None:
+        # TS 27.005 §3.4.1: mt=1 → +CMTI for stored SMS; ds=2 → +CDSI for stored status
+        # reports. Older modems lack ds=2: fall back to ds=1 (+CDS with the PDU inline), then
+        # to no reports at all (delivery then stays "sent").
+        for cnmi in ("2,1,0,2,0", "2,1,0,1,0", "1,1,0,2,0", "2,1,0,0,0", "1,1,0,0,0"):
+            try:
+                sess.run(f"AT+CNMI={cnmi}", t)
+                return
+            except ModemCommandError:
+                continue
+        raise ModemCommandError(f"modem {self.name}: no AT+CNMI setting accepted")
+
+    # -- steady state ----------------------------------------------------------------------
+
+    def _serve(self) -> None:
+        s = self.settings
+        sess = self._session
+        assert sess is not None
+        now = time.monotonic()
+        next_health = now + s.health_interval_s
+        next_sweep = now + s.sweep_interval_s
+        timeouts = 0
+        while not self._stopping.is_set():
+            self._beat()
+            try:
+                self._handle_urcs(sess)
+                self._do_reads(sess)
+                now = time.monotonic()
+                if now >= next_health:
+                    self._health(sess)
+                    next_health = now + s.health_interval_s
+                if now >= next_sweep:
+                    self._sweep(sess)
+                    next_sweep = now + s.sweep_interval_s
+                sent = False
+                if self._status.state == ModemState.READY:
+                    job = self.handler.next_job(self.name)
+                    if job is not None:
+                        self._send(sess, job)
+                        sent = True
+                timeouts = 0
+            except ModemCommandError as exc:
+                # The modem answered, so it is in sync; whatever failed is retried by the
+                # next sweep or health check.
+                self._error(f"modem {self.name}: {exc}")
+                continue
+            except ModemTimeout as exc:
+                timeouts += 1
+                self._error(f"modem {self.name}: {exc}")
+                if timeouts >= 3 or not sess.resync(min(3.0, s.command_timeout_s)):
+                    raise ModemTimeout(f"modem {self.name} stopped answering; reopening") \
+                        from exc
+                continue
+            if sent or sess.urcs or self._pending_reads:
+                continue
+            item = sess.pump(timeout=min(1.0, max(0.0, min(next_health, next_sweep)
+                                                 - time.monotonic())))
+            if item is None:
+                continue
+            if item.kind == STOP:
+                raise Stopping()
+            if item.kind == CALL:
+                fn, fut = item.payload
+                if fut.set_running_or_notify_cancel():
+                    try:
+                        fut.set_result(fn(sess))
+                    except Stopping:
+                        raise
+                    except BaseException as exc:
+                        fut.set_exception(exc)
+                        if isinstance(exc, (ModemTimeout, ModemGone)):
+                            raise
+            # POKE: loop round and ask for a job
+
+    def _handle_urcs(self, sess: ATSession) -> None:
+        while sess.urcs:
+            urc = sess.urcs.popleft()
+            if urc.name in ("+CMTI", "+CDSI"):
+                m = _CMTI.search(urc.args)
+                if m:
+                    self._pending_reads.append((m.group(1), int(m.group(2))))
+                else:
+                    self.log.warning("unparsable %s: %r; sweeping", urc.name, urc.line)
+                    self._sweep(sess)
+            elif urc.name in ("+CMT", "+CDS") and urc.pdu:
+                # Routed straight to us, not stored: nothing to delete, but it must still
+                # be persisted before anything else happens.
+                self._deliver(urc.pdu, index=None)
+            elif urc.name in ("+CREG", "+CGREG", "+CEREG"):
+                m = _CREG.search(urc.line)
+                if m:
+                    self._registration(int(m.group(1)))
+            elif urc.name in _FULL_URCS and "FULL" in urc.line.upper():
+                self._sweep(sess)
+            else:
+                self.log.debug("URC %s", urc.line)
+
+    def _do_reads(self, sess: ATSession) -> None:
+        t = self.settings.command_timeout_s
+        while self._pending_reads:
+            mem, index = self._pending_reads.pop(0)
+            try:
+                if mem != self._mem1:
+                    sess.run(f'AT+CPMS="{mem}"', t)  # B6: read and delete where it is stored
+                    self._mem1 = mem
+                lines = sess.run(f"AT+CMGR={index}", t)
+            except ModemCommandError as exc:
+                # +CMS ERROR 321 (invalid index): already read and deleted by a sweep. Any
+                # other failure leaves the message on the SIM for the next sweep.
+                self.log.debug("CMGR %s,%d: %s", mem, index, exc)
+                lines = ()
+            pdu_line = _pdu_after(lines, _CMGR)
+            stat = next((int(m.group(1)) for line in lines if (m := _CMGR.match(line))), 0)
+            if pdu_line is not None and stat in (0, 1):
+                self._deliver(pdu_line, index=index)
+            if self._mem1 != self.settings.storage:
+                m = self.settings.storage
+                sess.run(f'AT+CPMS="{m}"', t)
+                self._mem1 = m
+
+    def _sweep(self, sess: ATSession) -> None:
+        """Read every stored message (``AT+CMGL=4``: all, PDU mode), persist, then delete
+        each by index. Never ``AT+CMGD=1,4``: it would also delete what arrived after the
+        list was taken and before it was stored."""
+        t = self.settings.command_timeout_s
+        lines = sess.run("AT+CMGL=4", max(t, 30.0))
+        entries = []
+        for i, line in enumerate(lines):
+            m = _CMGL.match(line)
+            # TS 27.005 §3.1 <stat>: 0/1 received (unread/read); 2/3 are stored outgoing
+            # messages, not ours to answer or delete.
+            if m and i + 1 < len(lines) and int(m.group(2)) in (0, 1):
+                entries.append((int(m.group(1)), lines[i + 1].strip()))
+        for index, pdu_hex in entries:
+            self._deliver(pdu_hex, index=index)
+        if entries:
+            self.log.info("sweep: %d stored message(s) read", len(entries))
+        try:
+            for line in sess.run("AT+CPMS?", t):
+                m = _CPMS.search(line)
+                if m:
+                    self._set(sim_used=int(m.group(2)), sim_total=int(m.group(3)))
+        except ModemCommandError:
+            pass
+
+    def _deliver(self, pdu_hex: str, *, index: int | None) -> None:
+        """Decode, hand to the handler (which persists), then delete from the SIM."""
+        try:
+            decoded: Any = pdumod.decode(pdu_hex)
+        except PduError as exc:
+            decoded = exc
+        try:
+            if isinstance(decoded, pdumod.StatusReport):
+                self.handler.on_status_report(self.name, decoded)
+            else:
+                self.handler.on_inbound(self.name, pdu_hex, decoded)
+                with self._lock:
+                    self._status.received += 1
+        except Exception:
+            # Not persisted: leave it on the SIM. The next sweep offers it again.
+            self.log.exception("could not store a message from SIM index %s; kept on the SIM",
+                               index)
+            return
+        if index is not None and self._session is not None:
+            self._session.run(f"AT+CMGD={index}", self.settings.command_timeout_s)
+
+    def _registration(self, stat: int) -> None:
+        registered = stat in (1, 5)  # TS 27.007 §7.2: 1 home, 5 roaming
+        state = ModemState.READY if registered else ModemState.NO_NETWORK
+        if state != self._status.state or registered != self._status.registered:
+            self._set(registered=registered, state=state)
+
+    def _health(self, sess: ATSession) -> None:
+        t = self.settings.command_timeout_s
+        rssi = None
+        for line in sess.run("AT+CSQ", t):
+            m = _CSQ.search(line)
+            if m:
+                rssi = int(m.group(1))
+        stat = 0
+        for line in sess.run("AT+CREG?", t):
+            m = _CREG.search(line)
+            if m:
+                stat = int(m.group(1))
+        operator = self._status.operator
+        try:
+            sess.run("AT+COPS=3,0", t)
+            for line in sess.run("AT+COPS?", t):
+                m = _COPS.search(line)
+                if m:
+                    operator = m.group(1)
+        except ModemCommandError:
+            pass
+        self._set(rssi=rssi, operator=operator)
+        self._registration(stat)
+
+    def _send(self, sess: ATSession, job: Job) -> None:
+        s = self.settings
+        sent: list[SubmittedPart] = []
+        error: BaseException | None = None
+        try:
+            n, _ = pdumod.count_parts(job.text)
+            ref = self._refs.next() if n > 1 else None
+            validity = timedelta(hours=s.validity_hours) if s.validity_hours else None
+            parts = pdumod.encode_submit(job.recipient, job.text, reference=ref,
+                                         ref16=s.concat_ref16, status_report=s.status_reports,
+                                         validity=validity, country_code=s.country_code)
+            for p in parts:
+                mr = sess.submit(p.tpdu_length, p.pdu, prompt_timeout=s.command_timeout_s,
+                                 timeout=s.send_timeout_s)
+                part = SubmittedPart(p.seq, p.total, p.reference, mr, time.time())
+                sent.append(part)
+                self.handler.part_sent(job, part)
+                with self._lock:
+                    self._status.sent_parts += 1
+        except (ModemCommandError, PduError) as exc:
+            error = exc
+        except ModemError as exc:  # timeout or port gone: report, then recover
+            error = exc
+            self._finish(job, error, sent)
+            raise
+        self._finish(job, error, sent)
+
+    def _finish(self, job: Job, error: BaseException | None,
+                sent: list[SubmittedPart]) -> None:
+        if error is not None:
+            with self._lock:
+                self._status.send_failures += 1
+            self._error(f"modem {self.name}: reply {job.outbound_id} to recipient "
+                        f"…{job.recipient[-4:]} failed: {error}")
+        self.handler.job_done(job, error, sent)
+
+
+def _pdu_after(lines: tuple[str, ...], header: "re.Pattern[str]") -> str | None:
+    for i, line in enumerate(lines):
+        if header.match(line) and i + 1 < len(lines):
+            return lines[i + 1].strip()
+    return None

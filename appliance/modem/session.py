@@ -1,0 +1,202 @@
+"""Run AT commands one at a time over a :class:`Port`, inside the owner thread.
+
+The session feeds every byte from the inbox through the sans-I/O core
+(:mod:`appliance.modem.protocol`). Whatever is not the answer to the running command is set
+aside, never lost: URCs go to ``urcs`` (a +CMTI inside an ``AT+CMGS`` exchange is still
+read, FIELD_NOTES B1), and work items that arrive meanwhile go to ``deferred``.
+
+``AT+CMGS=n`` → ``> `` → PDU + Ctrl-Z → ``+CMGS: mr`` is :meth:`submit`: one call, so no
+other command can land inside the PDU (B5).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import re
+import time
+from collections import deque
+from collections.abc import Callable
+
+from ..errors import ModemCommandError, ModemGone, ModemTimeout
+from .port import CALL, DATA, GONE, POKE, STOP, Item, Port
+from .protocol import ATProtocol, Garbage, Prompt, Response, Stray, Urc
+
+TRACE = 5  # below DEBUG: raw AT traffic
+logging.addLevelName(TRACE, "TRACE")
+
+_CMGS = re.compile(r"\+CMGS:\s*(\d+)")
+
+
+class Stopping(Exception):
+    """The owner was asked to stop while waiting for the modem."""
+
+
+class ATSession:
+    def __init__(self, port: Port, inbox: "queue.Queue[Item]", logger: logging.Logger,
+                 beat: Callable[[], None]) -> None:
+        self.port = port
+        self.proto = ATProtocol()
+        self.inbox = inbox
+        self.log = logger
+        self.urcs: deque[Urc] = deque()
+        self.deferred: deque[Item] = deque()
+        self.stop_requested = False
+        self._beat = beat
+
+    # -- the inbox -------------------------------------------------------------------------
+
+    def _wait_item(self, deadline: float) -> Item | None:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return None
+        self._beat()
+        try:
+            return self.inbox.get(timeout=min(remaining, 1.0))
+        except queue.Empty:
+            return None
+
+    def _take(self, item: Item) -> None:
+        """Handle one inbox item while a command is running."""
+        if item.kind == DATA:
+            if item.generation == self.port.generation:
+                if self.log.isEnabledFor(TRACE):
+                    self.log.log(TRACE, "<< %r", item.payload)
+                self.proto.receive_data(item.payload)
+        elif item.kind == GONE:
+            if item.generation == self.port.generation:
+                raise ModemGone(f"port {self.port.url} failed: {item.payload}")
+        elif item.kind == STOP:
+            self.stop_requested = True
+            self.deferred.append(item)
+        elif item.kind in (POKE, CALL):
+            self.deferred.append(item)
+
+    def pump(self, timeout: float) -> Item | None:
+        """Idle wait: process bytes (URCs land in ``urcs``); return the first work item."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.deferred:
+                return self.deferred.popleft()
+            item = self._wait_item(deadline)
+            if item is None:
+                return None
+            if item.kind == DATA or item.kind == GONE:
+                self._take(item)
+                self._collect_idle()
+                if self.urcs:
+                    return None
+            else:
+                return item
+
+    def _collect_idle(self) -> None:
+        for ev in self.proto.events():
+            if isinstance(ev, Urc):
+                self.urcs.append(ev)
+            elif isinstance(ev, (Stray, Garbage)):
+                self.log.debug("ignored %r", ev)
+
+    # -- commands --------------------------------------------------------------------------
+
+    def _write(self, data: bytes) -> None:
+        if self.log.isEnabledFor(TRACE):
+            self.log.log(TRACE, ">> %r", data)
+        self.port.write(data)
+
+    def _await(self, deadline: float, want_prompt: bool, what: str,
+               interruptible: bool = True) -> Response | Prompt:
+        while True:
+            for ev in self.proto.events():
+                if isinstance(ev, Urc):
+                    self.urcs.append(ev)
+                elif isinstance(ev, Response):
+                    return ev
+                elif isinstance(ev, Prompt) and want_prompt:
+                    return ev
+                else:
+                    self.log.debug("ignored %r while waiting for %s", ev, what)
+            if self.stop_requested and interruptible:
+                # A stop never interrupts a PDU transaction (its +CMGS: mr must be recorded,
+                # or the part is sent twice); elsewhere it ends the wait.
+                raise Stopping()
+            item = self._wait_item(deadline)
+            if item is None:
+                if time.monotonic() >= deadline:
+                    raise ModemTimeout(f"no answer to {what} in time")
+                continue
+            self._take(item)
+
+    def run(self, command: str, timeout: float) -> tuple[str, ...]:
+        """Run one command; return its intermediate lines; raise on an error result."""
+        self._write(self.proto.command(command))
+        ev = self._await(time.monotonic() + timeout, False, command)
+        assert isinstance(ev, Response)
+        return self._lines_or_raise(command, ev)
+
+    @staticmethod
+    def _lines_or_raise(command: str, ev: Response) -> tuple[str, ...]:
+        f = ev.final
+        if f.ok:
+            return ev.lines
+        label = {"CMS": "+CMS ERROR", "CME": "+CME ERROR"}.get(f.kind, f.kind)
+        detail = f"{label}: {f.code}" if f.code is not None else (f.text or label)
+        raise ModemCommandError(f"{command} answered {detail}", kind=f.kind, code=f.code,
+                                text=f.text)
+
+    def submit(self, tpdu_length: int, pdu_hex: str, *, prompt_timeout: float,
+               timeout: float) -> int:
+        """One SMS-SUBMIT: ``AT+CMGS=n``, ``> ``, PDU + Ctrl-Z, ``+CMGS: mr`` (TS 27.005 §3.5.1)."""
+        command = f"AT+CMGS={tpdu_length}"
+        self._write(self.proto.command(command, prompt=True))
+        ev = self._await(time.monotonic() + prompt_timeout, True, f"the > prompt of {command}",
+                         interruptible=False)
+        if isinstance(ev, Response):  # an error instead of the prompt
+            self._lines_or_raise(command, ev)
+            raise ModemCommandError(f"{command} answered OK without a prompt")
+        self._write(self.proto.pdu(pdu_hex))
+        ev = self._await(time.monotonic() + timeout, False, command, interruptible=False)
+        assert isinstance(ev, Response)
+        for line in self._lines_or_raise(command, ev):
+            m = _CMGS.search(line)
+            if m:
+                return int(m.group(1))
+        raise ModemCommandError(f"{command} answered OK without +CMGS: <mr>")
+
+    def wait_urc(self, name: str, timeout: float) -> Urc | None:
+        """Wait for one URC by name (``+CUSD`` after ``AT+CUSD=1,…``); others are kept."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for i, urc in enumerate(self.urcs):
+                if urc.name == name:
+                    del self.urcs[i]
+                    return urc
+            item = self._wait_item(deadline)
+            if item is None:
+                if time.monotonic() >= deadline:
+                    return None
+                continue
+            self._take(item)
+            self._collect_idle()
+
+    def resync(self, probe_timeout: float) -> bool:
+        """After a timeout: cancel any PDU entry (ESC), drop what is in flight, and check
+        that the modem answers a command whose reply cannot be a late answer to an older
+        one (``AT+CSQ`` must carry a ``+CSQ:`` line; a stray ``OK`` does not). B4."""
+        self._write(self.proto.escape())
+        self.proto.abort()
+        self.port.flush_input()
+        drain_until = time.monotonic() + 0.3
+        while (item := self._wait_item(drain_until)) is not None:
+            self._take(item)
+            self._collect_idle()
+        for _ in range(3):
+            try:
+                lines = self.run("AT+CSQ", probe_timeout)
+            except ModemTimeout:
+                self.proto.abort()
+                continue
+            except ModemCommandError:
+                return True  # it answered: in sync, even if CSQ is unsupported
+            if any(line.startswith("+CSQ") for line in lines):
+                return True
+        return False

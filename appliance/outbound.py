@@ -1,0 +1,123 @@
+"""The life of an outbound reply, as data: states, legal moves, and how send errors are classed.
+
+A reply moves through::
+
+    queued ──► sending ──► sent ──► delivered
+      ▲           │  │        └───► failed      (a permanent delivery report)
+      │           │  └──► retry ──► sending   (temporary error, after a backoff)
+      └───────────┘             └─► failed    (attempt limit reached)
+    (crash or modem lost mid-send: back to queued, sent again whole)
+
+Every move goes through :func:`check_move`; an illegal one raises, so a bug cannot quietly
+park a citizen's answer in a state nothing ever looks at.
+
+Delivery is **at least once**: a reply whose parts were on the air when the process died
+has no recorded message reference, so it is sent again after restart. The citizen may get
+it twice; never zero times. Such resends are counted (``Outbound.resends``).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from .errors import ApplianceError, ModemCommandError, ModemError, ModemTimeout
+
+
+class State(str, enum.Enum):
+    QUEUED = "queued"
+    SENDING = "sending"
+    SENT = "sent"
+    DELIVERED = "delivered"
+    RETRY = "retry"
+    FAILED = "failed"
+
+
+MOVES: dict[State, frozenset[State]] = {
+    State.QUEUED: frozenset({State.SENDING, State.FAILED}),
+    State.SENDING: frozenset({State.SENT, State.RETRY, State.FAILED, State.QUEUED}),
+    State.RETRY: frozenset({State.SENDING, State.FAILED, State.QUEUED}),
+    State.SENT: frozenset({State.DELIVERED, State.FAILED}),
+    State.DELIVERED: frozenset(),
+    State.FAILED: frozenset(),
+}
+
+#: States in which a reply still waits for the radio.
+PENDING = (State.QUEUED.value, State.RETRY.value, State.SENDING.value)
+
+
+class IllegalMove(ApplianceError):
+    """A reply was asked to move between states the table does not allow."""
+
+
+def check_move(current: str, new: str) -> None:
+    cur, nxt = State(current), State(new)
+    if nxt not in MOVES[cur]:
+        raise IllegalMove(f"outbound reply cannot move from {cur.value} to {nxt.value}")
+
+
+class ErrorClass(str, enum.Enum):
+    """What a failed send means for the reply and for the modem."""
+
+    TEMPORARY = "temporary"   # try again later, maybe on another modem
+    PERMANENT = "permanent"   # this recipient/message will never go: fail the reply
+    MODEM = "modem"           # this modem cannot send (credit, barring, no SIM): block it,
+                              # hand the reply to another modem without spending an attempt
+
+
+# TS 27.005 §3.2.5 (+CMS ERROR) and TS 24.011 §8.2.5.4 (RP-cause values reported as CMS codes).
+_PERMANENT_CMS = frozenset({
+    1,    # unassigned (unallocated) number
+    28,   # unidentified subscriber
+    29,   # facility rejected
+    96,   # invalid mandatory information
+    300, 301, 302,  # ME failure / SMS service of ME reserved / operation not allowed
+    303, 304, 305,  # operation not supported / invalid PDU mode parameter / invalid text mode
+    325,  # invalid memory index... (not for send, but never retry)
+})
+_MODEM_CMS = frozenset({
+    8,    # operator determined barring (prepaid credit exhausted on many networks)
+    10,   # call barred
+    21,   # short message transfer rejected (Jazz/Zong answer this when credit is out)
+    50,   # requested facility not subscribed (no SMS bundle)
+    69,   # requested facility not implemented
+    310,  # SIM not inserted
+    311, 312, 316, 317, 318,  # SIM PIN/PUK required
+    313, 314, 315,  # SIM failure / busy / wrong
+    330,  # SMSC address unknown
+})
+_TEMPORARY_CMS = frozenset({
+    22, 27, 38, 41, 42, 47, 98, 111, 127,  # network out of order, temporary failure, congestion
+    331, 332,  # no network service, network timeout
+    500,  # unknown error — in the field mostly a transient radio failure
+    512, 513, 514, 515,  # vendor-specific (SIMCom: "SMS sending failed", busy)
+})
+
+
+def classify(exc: BaseException) -> ErrorClass:
+    """Class a send failure. Unknown codes are temporary: retrying is bounded by the attempt
+    limit, while calling an unknown code permanent would drop a reply on a guess."""
+    if isinstance(exc, ModemCommandError):
+        if exc.kind == "CMS" and exc.code is not None:
+            if exc.code in _MODEM_CMS:
+                return ErrorClass.MODEM
+            if exc.code in _PERMANENT_CMS:
+                return ErrorClass.PERMANENT
+            return ErrorClass.TEMPORARY
+        if exc.kind == "CME" and exc.code in (10, 11, 12, 13, 14, 15, 16, 17, 18):
+            return ErrorClass.MODEM  # TS 27.007 §9.2.1: SIM not inserted / PIN / PUK / failure
+        return ErrorClass.TEMPORARY
+    if isinstance(exc, (ModemTimeout, ModemError)):
+        return ErrorClass.TEMPORARY
+    return ErrorClass.TEMPORARY
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Exponential backoff: base, 2×base, 4×base … capped."""
+
+    base_s: float
+    max_s: float
+
+    def delay(self, attempt: int) -> float:
+        return float(min(self.max_s, self.base_s * (2 ** max(0, attempt - 1))))

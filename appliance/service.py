@@ -1,0 +1,359 @@
+"""The unit: store, registry, responder and modem bank wired together, with a lifecycle.
+
+``Service`` is the :class:`~appliance.modem.engine.ModemHandler` of every modem. Its
+callbacks run in the modem owner threads, so the per-SMS path has no thread hop:
+
+    on_inbound:  record the PDU (committed) → reassemble → guard → respond → queue the
+                 reply (committed) → poke the modem     … then the engine deletes it
+    next_job:    the bank's policy claims the next reply from state.db
+    part_sent:   each ``+CMGS: mr`` recorded at once (a crash between parts is then known)
+    job_done:    sent, or retry / failed / hand to another modem by error class
+
+A failure after the inbound row is committed never blocks the SIM delete: the row stays
+``new`` (or ``part``) and the periodic jobs answer it later; ``start()`` answers any such row
+left by a crash before it opens a modem.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from . import systemd
+from .alarms import Alarms
+from .config import Config
+from .errors import PduError
+from .guard import Guard
+from .modem import pdu as pdumod
+from .modem.bank import Bank, SlotSettings
+from .modem.engine import Modem, ModemSettings, ModemState, ModemStatus
+from .outbound import Backoff, ErrorClass, State, classify
+from .registry.lookup import Registry, RegistryInfo, is_stale
+from .responder import Policy, RegistryState, Templates, load_templates, respond
+from .store import Inbound, Job, Outbound, Store, SubmittedPart
+
+log = logging.getLogger(__name__)
+
+Listener = Callable[[str, dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class RegistryView:
+    info: RegistryInfo
+    state: RegistryState
+    checked: float
+
+
+class Service:
+    """Everything between the modems and the registry. ``start()``, then ``stop()``."""
+
+    def __init__(self, config: Config, *, templates: Templates | None = None,
+                 listener: Listener | None = None) -> None:
+        self.config = config
+        self.templates = templates or load_templates(config.replies.templates)
+        self.policy = Policy(language=config.replies.language,
+                             disclosure=config.replies.disclosure,
+                             max_cnics=config.replies.max_cnics)
+        self.listener = listener
+        self.store = Store(config.state_path)
+        self.registry = Registry(config.registry_path)
+        self.alarms = Alarms(sms_numbers=config.alarms.sms_numbers,
+                             min_interval_s=config.alarms.min_interval_minutes * 60,
+                             send_sms=self._queue_alarm_sms)
+        self.guard = Guard(config)
+        rel = config.reliability
+        self.backoff = Backoff(rel.retry_base_s, rel.retry_max_s)
+        enabled = [m for m in config.modems if m.enabled]
+        self.bank = Bank(self.store, [(m.name, SlotSettings(m.min_interval_s, m.hourly_cap,
+                                                           m.daily_cap)) for m in enabled],
+                         block_after_failures=rel.block_after_failures,
+                         block_cooldown_s=rel.block_cooldown_s, on_alarm=self.alarms.raise_)
+        self.modems: dict[str, Modem] = {}
+        for m in enabled:
+            modem = Modem(ModemSettings.from_config(m, config.unit.country_code), self,
+                          concat_ref_start=self.store.last_concat_ref(m.name))
+            self.modems[m.name] = modem
+            self.bank.pokers[m.name] = modem.poke
+        self.scheduler = BackgroundScheduler(timezone=config.registry.timezone)
+        self._registry_view: RegistryView | None = None
+        self._registry_lock = threading.Lock()
+        self._stop = threading.Event()
+        self.started_at = time.time()
+        self.stats = {"crash_resent": 0, "crash_sent": 0}
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        sent, resent = self.store.recover_after_crash()
+        self.stats.update(crash_sent=sent, crash_resent=resent)
+        if resent:
+            log.warning("%d repl(ies) were on the air when the unit stopped; sending them "
+                        "again (at-least-once)", resent)
+        self._answer_leftovers()
+        for modem in self.modems.values():
+            modem.start()
+        self.scheduler.add_job(self._expire_parts, "interval", seconds=10, id="reassembly",
+                               max_instances=1, coalesce=True)
+        self.scheduler.add_job(self._check_health, "interval", seconds=60, id="health",
+                               max_instances=1, coalesce=True, next_run_time=datetime.now())
+        self.scheduler.add_job(self._answer_leftovers, "interval", seconds=60, id="leftovers",
+                               max_instances=1, coalesce=True)
+        self.scheduler.start()
+        log.info("service started: %d modem(s), registry %s", len(self.modems),
+                 self.registry_view().state.name)
+
+    def stop(self) -> None:
+        self._stop.set()
+        try:
+            self.scheduler.shutdown(wait=False)
+        except Exception:  # not started
+            pass
+        for modem in self.modems.values():   # all at once: shutdown waits for the slowest
+            modem.request_stop()
+        for modem in self.modems.values():
+            modem.stop(timeout=self.config.modems[0].send_timeout_s + 5 if self.config.modems
+                       else 10)
+        self.registry.close()
+        self.store.close()
+        log.info("service stopped")
+
+    def run_forever(self, stop: threading.Event | None = None) -> None:
+        """The main loop: systemd readiness, watchdog pings, status line."""
+        stop = stop or self._stop
+        systemd.notify("READY=1")
+        interval = min(systemd.watchdog_interval() or 5.0, 5.0)
+        while not stop.wait(interval):
+            healthy, summary = self.watchdog_check()
+            if healthy:
+                systemd.notify("WATCHDOG=1")
+            systemd.notify(f"STATUS={summary}")
+
+    def watchdog_check(self) -> tuple[bool, str]:
+        """True while every modem owner is alive and not stuck (a stuck owner stops the
+        pings, so systemd restarts the whole unit)."""
+        now = time.monotonic()
+        ok = True
+        for name, modem in self.modems.items():
+            limit = modem.settings.send_timeout_s + modem.settings.command_timeout_s + 30
+            if not modem.alive:
+                log.error("modem %s owner thread died; restarting it", name)
+                modem.start()
+            elif now - modem.heartbeat > limit:
+                log.error("modem %s owner stuck for %.0f s", name, now - modem.heartbeat)
+                ok = False
+        ready = sum(m.status().state == ModemState.READY for m in self.modems.values())
+        summary = (f"{ready}/{len(self.modems)} modems ready, {self.store.pending_count()} "
+                   f"queued, registry {self.registry_view().state.name.lower()}")
+        return ok, summary
+
+    # -- registry --------------------------------------------------------------------------
+
+    def registry_view(self, max_age_s: float = 5.0) -> RegistryView:
+        """Registry state, re-read at most every few seconds (cheap on the per-SMS path)."""
+        with self._registry_lock:
+            view = self._registry_view
+            if view is None or time.monotonic() - view.checked > max_age_s:
+                info = self.registry.info()
+                now = datetime.now(timezone.utc)
+                if not info.exists:
+                    state = RegistryState.MISSING
+                elif is_stale(info, timedelta(hours=self.config.registry.max_age_hours), now):
+                    state = RegistryState.STALE
+                else:
+                    state = RegistryState.OK
+                view = self._registry_view = RegistryView(info, state, time.monotonic())
+            return view
+
+    # -- ModemHandler: inbound -------------------------------------------------------------
+
+    def on_inbound(self, modem: str, pdu_hex: str, decoded: Any) -> None:
+        key = pdumod.pdu_hash(pdu_hex)
+        if isinstance(decoded, PduError):
+            _, created = self.store.record_inbound(modem=modem, pdu_hash=key, pdu=pdu_hex,
+                                                   status="quarantined", reason=str(decoded))
+            if created:
+                log.warning("modem %s: undecodable SMS quarantined (%s)", modem, decoded)
+            return
+        d: pdumod.Deliver = decoded
+        concat = d.concat if d.concat is not None and d.concat.total > 1 else None
+        iid, created = self.store.record_inbound(
+            modem=modem, pdu_hash=key, pdu=pdu_hex, sender=d.sender, sender_type=d.sender_type,
+            text=d.text, sent_at=d.timestamp.timestamp() if d.timestamp else None,
+            concat_ref=concat.reference if concat else None,
+            concat_total=concat.total if concat else None,
+            concat_seq=concat.seq if concat else None,
+            status="part" if concat else "new")
+        if not created:
+            return
+        self._emit("inbound", modem=modem, sender=d.sender, text=d.text, id=iid)
+        try:
+            if concat is None:
+                self._answer(modem, [iid], d.sender, d.sender_type, d.text)
+            else:
+                self._try_reassemble(modem, d.sender, concat.reference, concat.total)
+        except Exception:
+            # The row is committed; the leftovers job answers it. The SIM delete goes on.
+            log.exception("modem %s: answering inbound %d failed; will retry", modem, iid)
+
+    def _try_reassemble(self, modem: str, sender: str, ref: int, total: int,
+                        force: bool = False) -> None:
+        rows = self.store.parts_of(modem, sender, ref, total)
+        if not rows or (not force and len({r.concat_seq for r in rows}) < total):
+            return
+        if not self.store.claim_parts([r.id for r in rows]):
+            return  # another thread merged them
+        # Re-decode the stored PDUs and join them with the codec, which mends a character
+        # the sender's phone split across two parts and marks a missing part with "…".
+        merged = pdumod.join_parts([pdumod.decode(r.pdu) for r in rows])
+        self._answer(modem, [r.id for r in rows], sender, rows[0].sender_type, merged.text)
+
+    def _answer(self, modem: str, ids: list[int], sender: str, sender_type: str | None,
+                text: str) -> None:
+        verdict = self.guard.check(sender, sender_type, text)
+        if not verdict.answer:
+            self.store.set_inbound_status(ids, "ignored", reason=verdict.reason)
+            log.info("modem %s: not answering inbound %s: %s", modem, ids, verdict.reason)
+            self._emit("ignored", modem=modem, sender=sender, reason=verdict.reason)
+            return
+        view = self.registry_view()
+        if verdict.limit_reply:
+            from .responder import limit_reply
+            reply = limit_reply(self.templates, self.policy)
+        else:
+            reply = respond(text, self.registry.lookup, self.templates, self.policy, view.state)
+        if reply.kind == "unavailable" and view.state is not RegistryState.OK:
+            self.alarms.raise_("registry_" + view.state.name.lower(),
+                               "registry is " + view.state.name.lower()
+                               + "; every query is answered 'service unavailable'")
+        recipient = pdumod.normalise_number(sender, self.config.unit.country_code)
+        parts, _ = pdumod.count_parts(reply.text)
+        oid = self.store.queue_reply(recipient=recipient, text=reply.text, parts=parts,
+                                     preferred_modem=modem, inbound_ids=ids, kind=reply.kind)
+        self.guard.record(sender, reply, ids, oid, modem)
+        self._emit("queued", modem=modem, recipient=recipient, text=reply.text, kind=reply.kind,
+                   id=oid)
+        self.bank.poke(modem)
+
+    def _answer_leftovers(self) -> None:
+        """Answer rows a crash or an error left ``new`` (their SIM copy is already gone)."""
+        for row in self.store.inbound_with_status("new", older_than=time.time() - 1):
+            try:
+                self._answer(row.modem, [row.id], row.sender, row.sender_type, row.text or "")
+            except Exception:
+                log.exception("answering leftover inbound %d failed", row.id)
+
+    def _expire_parts(self) -> None:
+        """Parts whose siblings never came: answer what there is (TS 23.040 gives no
+        guarantee that every part of a concatenated SMS arrives)."""
+        limit = time.time() - self.config.limits.reassembly_timeout_s
+        seen = set()
+        for row in self.store.inbound_with_status("part", older_than=limit):
+            key = (row.modem, row.sender, row.concat_ref, row.concat_total)
+            if key in seen:
+                continue
+            seen.add(key)
+            log.info("modem %s: answering an incomplete long SMS (%s of %s parts)", row.modem,
+                     "some", row.concat_total)
+            self._try_reassemble(row.modem, row.sender, row.concat_ref, row.concat_total,
+                                 force=True)
+
+    def on_status_report(self, modem: str, report: Any) -> None:
+        changed = self.store.match_report(modem, report.reference, report.status,
+                                          report.delivered, report.final)
+        if changed is not None:
+            self._emit("report", modem=modem, id=changed, delivered=report.delivered)
+
+    # -- ModemHandler: outbound ------------------------------------------------------------
+
+    def next_job(self, modem: str) -> Job | None:
+        if self._stop.is_set():
+            return None
+        return self.bank.next_job(modem)
+
+    def part_sent(self, job: Job, part: SubmittedPart) -> None:
+        self.store.record_parts(job, [part])
+        self.bank.part_sent(job.modem, part.submitted_at)
+
+    def job_done(self, job: Job, error: BaseException | None,
+                 parts: list[SubmittedPart]) -> None:
+        now = time.time()
+        if error is None:
+            self.store.move(job.outbound_id, State.SENT, sent_at=now, last_error=None)
+            self.bank.send_succeeded(job.modem)
+            self._emit("sent", modem=job.modem, recipient=job.recipient, text=job.text,
+                       id=job.outbound_id, parts=len(parts))
+            return
+        cls = classify(error)
+        reason = str(error)
+        if cls is ErrorClass.MODEM:
+            # Not the reply's fault: give it back without spending an attempt.
+            self.store.move(job.outbound_id, State.QUEUED, last_error=reason,
+                            attempts=Outbound.attempts - 1)
+            self.bank.send_failed(job.modem, modem_fault=True, reason=reason)
+        elif cls is ErrorClass.PERMANENT or job.attempt >= self.config.reliability.max_attempts:
+            self.store.move(job.outbound_id, State.FAILED, last_error=reason)
+            self.bank.send_failed(job.modem, modem_fault=False, reason=reason)
+            self.alarms.raise_("reply_failed", f"reply {job.outbound_id} failed after "
+                               f"{job.attempt} attempt(s): {reason}")
+        else:
+            self.store.move(job.outbound_id, State.RETRY, last_error=reason,
+                            next_attempt_at=now + self.backoff.delay(job.attempt))
+            self.bank.send_failed(job.modem, modem_fault=False, reason=reason)
+        self._emit("failed", modem=job.modem, id=job.outbound_id, error=reason,
+                   error_class=cls.value)
+
+    def on_status(self, status: ModemStatus) -> None:
+        self.bank.on_status(status)
+        if status.state in (ModemState.GONE, ModemState.FAILED):
+            self.alarms.raise_(f"modem_down:{status.name}",
+                               f"modem {status.name} is {status.state}: {status.last_error}")
+        elif status.state == ModemState.READY:
+            self.alarms.clear(f"modem_down:{status.name}")
+        self._emit("modem", name=status.name, state=status.state)
+
+    # -- periodic --------------------------------------------------------------------------
+
+    def _check_health(self) -> None:
+        view = self.registry_view(max_age_s=0)
+        if view.state is RegistryState.OK:
+            self.alarms.clear("registry_stale")
+            self.alarms.clear("registry_missing")
+        else:
+            self.alarms.raise_("registry_" + view.state.name.lower(),
+                               f"registry at {view.info.path} is {view.state.name.lower()}")
+        pending = self.store.pending_count()
+        if pending >= self.config.alarms.queue_warn:
+            self.alarms.raise_("queue_growing", f"{pending} replies waiting")
+        else:
+            self.alarms.clear("queue_growing")
+
+    def _queue_alarm_sms(self, number: str, text: str) -> None:
+        recipient = pdumod.normalise_number(number, self.config.unit.country_code)
+        parts, _ = pdumod.count_parts(text)
+        oid = self.store.queue_reply(recipient=recipient, text=text, parts=parts,
+                                     preferred_modem=None, kind="alarm")
+        self.bank.poke(None)
+        log.info("alarm SMS %d queued", oid)
+
+    def queue_test_sms(self, number: str, text: str, modem: str | None) -> int:
+        recipient = pdumod.normalise_number(number, self.config.unit.country_code)
+        parts, _ = pdumod.count_parts(text)
+        oid = self.store.queue_reply(recipient=recipient, text=text, parts=parts,
+                                     preferred_modem=modem, kind="test")
+        self.bank.poke(modem)
+        return oid
+
+    def _emit(self, event: str, **data: Any) -> None:
+        if self.listener is not None:
+            try:
+                self.listener(event, data)
+            except Exception:
+                log.exception("listener failed on %s", event)

@@ -1,0 +1,389 @@
+"""The message store: ``state.db``, Peewee over SQLite in WAL mode.
+
+Two promises rest on this file:
+
+* **Store before delete.** An inbound SMS is committed here (durably, see ``PRAGMAS``)
+  before the engine sends ``AT+CMGD`` for it. Keyed by (modem, PDU hash), so the +CMTI path
+  and the CMGL sweep that both see one stored message record it once.
+* **Queue in SQLite, not in RAM.** Replies wait here as rows; each modem's owner thread
+  claims its next one in an IMMEDIATE transaction. A burst of 5,000 SMS costs disk, not
+  memory, and a crash loses nothing that was committed.
+
+Timestamps are Unix seconds (float, UTC) so that comparisons are plain number compares.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import peewee as pw
+
+from .errors import StoreError
+from .outbound import PENDING, State, check_move
+
+log = logging.getLogger(__name__)
+
+db = pw.SqliteDatabase(None)
+
+# Power loss is the normal way a unit in a provincial office stops. WAL keeps readers
+# (status page, lookups) off the writers' backs. synchronous=FULL makes every commit fsync the
+# WAL, so a committed inbound row survives a power cut that follows the AT+CMGD which deleted
+# the SMS from the SIM. NORMAL would only lose the last commits (never corrupt the file), but
+# "the last commit" is exactly the one that justified deleting an SMS. An fsync per SMS is
+# cheap at radio rates (a modem sends ~10 SMS a minute).
+PRAGMAS = {
+    "journal_mode": "wal",
+    "synchronous": "full",
+    "foreign_keys": 1,
+    "busy_timeout": 10_000,   # ms: writers from N modem threads queue instead of failing
+    "cache_size": -2_000,     # KiB: the hot set is small; keep RSS low on a Pi
+    "wal_autocheckpoint": 1000,
+}
+
+
+class _Base(pw.Model):
+    class Meta:
+        database = db
+
+
+class Inbound(_Base):
+    """One PDU read from a SIM (a whole SMS, or one part of a concatenated one).
+
+    status: ``new`` (to be answered), ``part`` (waiting for the other parts), ``merged``
+    (its text now lives in the merged message), ``answered``, ``ignored`` (deliberately not
+    answered; ``reason`` says why), ``quarantined`` (undecodable; ``pdu`` kept).
+    """
+
+    modem = pw.CharField()
+    pdu_hash = pw.CharField()
+    pdu = pw.TextField()
+    sender = pw.CharField(null=True)
+    sender_type = pw.CharField(null=True)
+    text = pw.TextField(null=True)
+    sent_at = pw.FloatField(null=True)          # the SMSC timestamp (TP-SCTS)
+    received_at = pw.FloatField()
+    concat_ref = pw.IntegerField(null=True)
+    concat_total = pw.IntegerField(null=True)
+    concat_seq = pw.IntegerField(null=True)
+    status = pw.CharField(default="new", index=True)
+    reason = pw.TextField(null=True)
+    reply = pw.IntegerField(null=True)          # Outbound.id
+    processed_at = pw.FloatField(null=True)
+
+    class Meta:
+        indexes = ((("modem", "pdu_hash"), True),)
+
+
+class Outbound(_Base):
+    """One reply (all its parts). ``status`` follows :mod:`appliance.outbound`."""
+
+    inbound = pw.IntegerField(null=True)
+    recipient = pw.CharField()
+    text = pw.TextField()
+    kind = pw.CharField(default="reply")
+    preferred_modem = pw.CharField(null=True)
+    modem = pw.CharField(null=True)
+    status = pw.CharField(default=State.QUEUED.value)
+    attempts = pw.IntegerField(default=0)
+    resends = pw.IntegerField(default=0)        # whole resends after a crash mid-send
+    parts = pw.IntegerField(default=1)
+    next_attempt_at = pw.FloatField(default=0.0)
+    created_at = pw.FloatField()
+    updated_at = pw.FloatField()
+    first_submit_at = pw.FloatField(null=True)
+    sent_at = pw.FloatField(null=True)
+    delivered_at = pw.FloatField(null=True)
+    last_error = pw.TextField(null=True)
+
+    class Meta:
+        indexes = ((("status", "preferred_modem", "id"), False),)
+
+
+class Part(_Base):
+    """One submitted PDU of one attempt of a reply; ``mr`` is the TP-MR from ``+CMGS: mr``."""
+
+    outbound = pw.ForeignKeyField(Outbound, backref="part_rows", on_delete="CASCADE")
+    attempt = pw.IntegerField()
+    seq = pw.IntegerField()
+    total = pw.IntegerField()
+    modem = pw.CharField()
+    concat_ref = pw.IntegerField(null=True)
+    mr = pw.IntegerField(null=True)
+    status = pw.CharField(default="sent")       # sent | delivered | failed
+    submitted_at = pw.FloatField()
+    report_status = pw.IntegerField(null=True)
+    report_at = pw.FloatField(null=True)
+
+    class Meta:
+        indexes = ((("modem", "mr"), False), (("modem", "submitted_at"), False))
+
+
+class KV(_Base):
+    """Small persistent settings: concatenation reference counters, unit facts."""
+
+    key = pw.CharField(primary_key=True)
+    value = pw.TextField()
+
+
+MODELS: list[type[pw.Model]] = [Inbound, Outbound, Part, KV]
+
+
+@dataclass(frozen=True)
+class Job:
+    """A reply claimed by one modem's owner thread."""
+
+    outbound_id: int
+    recipient: str
+    text: str
+    attempt: int
+    modem: str
+
+
+@dataclass(frozen=True)
+class SubmittedPart:
+    seq: int
+    total: int
+    concat_ref: int | None
+    mr: int | None
+    submitted_at: float
+
+
+class Store:
+    """Opens ``state.db`` and holds every query the service makes of it."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            db.init(str(self.path), pragmas=PRAGMAS)
+            db.connect(reuse_if_open=True)
+            db.create_tables(MODELS, safe=True)
+        except pw.PeeweeException as exc:
+            raise StoreError(f"cannot open message store {self.path}: {exc}") from exc
+        except Exception as exc:  # sqlite3.DatabaseError: file is not a database, disk I/O
+            raise StoreError(f"cannot open message store {self.path}: {exc}; "
+                             "check the disk and the data directory") from exc
+
+    def close(self) -> None:
+        if not db.is_closed():
+            db.close()
+
+    # -- inbound ---------------------------------------------------------------------------
+
+    def record_inbound(self, **fields: Any) -> tuple[int, bool]:
+        """Insert an inbound PDU once. Returns (id, created). Durable when it returns."""
+        now = time.time()
+        fields.setdefault("received_at", now)
+        with db.atomic("IMMEDIATE"):
+            row = Inbound.get_or_none((Inbound.modem == fields["modem"])
+                                      & (Inbound.pdu_hash == fields["pdu_hash"]))
+            if row is not None:
+                return row.id, False
+            return Inbound.insert(**fields).execute(), True
+
+    def inbound(self, inbound_id: int) -> Inbound:
+        return Inbound.get_by_id(inbound_id)
+
+    def inbound_with_status(self, status: str, *, older_than: float | None = None,
+                            limit: int = 1000) -> list[Inbound]:
+        q = Inbound.select().where(Inbound.status == status)
+        if older_than is not None:
+            q = q.where(Inbound.received_at < older_than)
+        return list(q.order_by(Inbound.id).limit(limit))
+
+    def parts_of(self, modem: str, sender: str, ref: int, total: int) -> list[Inbound]:
+        return list(Inbound.select().where(
+            (Inbound.modem == modem) & (Inbound.sender == sender)
+            & (Inbound.concat_ref == ref) & (Inbound.concat_total == total)
+            & (Inbound.status == "part")).order_by(Inbound.concat_seq, Inbound.id))
+
+    def set_inbound_status(self, ids: Iterable[int], status: str, reason: str | None = None,
+                           reply: int | None = None) -> None:
+        ids = list(ids)
+        fields: dict[Any, Any] = {Inbound.status: status, Inbound.processed_at: time.time()}
+        if reason is not None:
+            fields[Inbound.reason] = reason
+        if reply is not None:
+            fields[Inbound.reply] = reply
+        Inbound.update(fields).where(Inbound.id.in_(ids)).execute()
+
+    def claim_parts(self, ids: Sequence[int]) -> bool:
+        """Move parts from ``part`` to ``merged`` atomically; False if someone else did."""
+        try:
+            with db.atomic("IMMEDIATE"):
+                n = (Inbound.update(status="merged", processed_at=time.time())
+                     .where(Inbound.id.in_(list(ids)) & (Inbound.status == "part")).execute())
+                if n != len(ids):
+                    raise _Rollback  # undo the partial update
+        except _Rollback:
+            return False
+        return True
+
+    # -- outbound --------------------------------------------------------------------------
+
+    def queue_reply(self, *, recipient: str, text: str, parts: int, preferred_modem: str | None,
+                    inbound_ids: Sequence[int] = (), kind: str = "reply",
+                    inbound_status: str = "answered", reason: str | None = None) -> int:
+        """Commit a reply (and mark the inbound rows it answers) in one transaction."""
+        now = time.time()
+        with db.atomic("IMMEDIATE"):
+            oid = Outbound.insert(
+                inbound=inbound_ids[0] if inbound_ids else None, recipient=recipient,
+                text=text, kind=kind, parts=parts, preferred_modem=preferred_modem,
+                created_at=now, updated_at=now).execute()
+            if inbound_ids:
+                fields: dict[Any, Any] = {Inbound.status: inbound_status, Inbound.reply: oid,
+                                          Inbound.processed_at: now}
+                if reason:
+                    fields[Inbound.reason] = reason
+                Inbound.update(fields).where(Inbound.id.in_(list(inbound_ids))).execute()
+        return int(oid)
+
+    def claim_next(self, modem: str, *, others_unavailable: Sequence[str] = (),
+                   steal_after: float | None = None) -> Job | None:
+        """Claim the next reply for ``modem``: its own first, then orphans of unavailable
+        modems, then (after ``steal_after`` seconds of waiting) anybody's."""
+        now = time.time()
+        due = ((Outbound.status == State.QUEUED.value)
+               | ((Outbound.status == State.RETRY.value) & (Outbound.next_attempt_at <= now)))
+        mine = (Outbound.preferred_modem == modem) | Outbound.preferred_modem.is_null()
+        if others_unavailable:
+            mine |= Outbound.preferred_modem.in_(list(others_unavailable))
+        if steal_after is not None:
+            mine |= Outbound.created_at < now - steal_after
+        with db.atomic("IMMEDIATE"):
+            row = (Outbound.select(Outbound.id, Outbound.recipient, Outbound.text,
+                                   Outbound.attempts, Outbound.status)
+                   .where(due & mine)
+                   .order_by((Outbound.preferred_modem == modem).desc(), Outbound.id)
+                   .first())
+            if row is None:
+                return None
+            check_move(row.status, State.SENDING.value)
+            Outbound.update(status=State.SENDING.value, modem=modem, updated_at=now,
+                            attempts=Outbound.attempts + 1).where(Outbound.id == row.id).execute()
+        return Job(row.id, row.recipient, row.text, row.attempts + 1, modem)
+
+    def record_parts(self, job: Job, parts: Sequence[SubmittedPart]) -> None:
+        """Record parts as they leave; called after each ``+CMGS: mr`` so that a crash
+        between parts knows which were on the air."""
+        with db.atomic("IMMEDIATE"):
+            for p in parts:
+                Part.insert(outbound=job.outbound_id, attempt=job.attempt, seq=p.seq,
+                            total=p.total, modem=job.modem, concat_ref=p.concat_ref, mr=p.mr,
+                            submitted_at=p.submitted_at).execute()
+            first = min((p.submitted_at for p in parts), default=None)
+            if first is not None:
+                Outbound.update(first_submit_at=first).where(
+                    (Outbound.id == job.outbound_id) & Outbound.first_submit_at.is_null()
+                ).execute()
+            if parts:
+                # The sending modem knows the real part count (it depends on its 8- or
+                # 16-bit reference); crash recovery and delivery tracking count on it.
+                Outbound.update(parts=parts[0].total).where(
+                    Outbound.id == job.outbound_id).execute()
+
+    def move(self, outbound_id: int, new: State, **fields: Any) -> None:
+        """Move a reply to ``new`` through the state table (illegal moves raise)."""
+        with db.atomic("IMMEDIATE"):
+            row = Outbound.get_by_id(outbound_id)
+            check_move(row.status, new.value)
+            fields.update(status=new.value, updated_at=time.time())
+            Outbound.update(**fields).where(Outbound.id == outbound_id).execute()
+
+    def recover_after_crash(self) -> tuple[int, int]:
+        """Replies left in ``sending`` by a crash: all parts acknowledged → ``sent``; else
+        back to ``queued`` to be sent again whole (at-least-once). Returns (sent, resent)."""
+        sent = resent = 0
+        with db.atomic("IMMEDIATE"):
+            for row in Outbound.select().where(Outbound.status == State.SENDING.value):
+                acked = (Part.select().where((Part.outbound == row.id)
+                                             & (Part.attempt == row.attempts)
+                                             & Part.mr.is_null(False)).count())
+                if acked >= row.parts:
+                    Outbound.update(status=State.SENT.value, sent_at=time.time(),
+                                    updated_at=time.time()).where(Outbound.id == row.id).execute()
+                    sent += 1
+                else:
+                    Outbound.update(status=State.QUEUED.value, resends=Outbound.resends + 1,
+                                    updated_at=time.time()).where(Outbound.id == row.id).execute()
+                    resent += 1
+        return sent, resent
+
+    def match_report(self, modem: str, mr: int, status: int, delivered: bool,
+                     final: bool) -> int | None:
+        """Apply a delivery report to the newest part (modem, TP-MR). Returns the reply id
+        when the reply changed state (all parts delivered, or one failed permanently)."""
+        now = time.time()
+        with db.atomic("IMMEDIATE"):
+            part = (Part.select().where((Part.modem == modem) & (Part.mr == mr)
+                                        & (Part.submitted_at > now - 7 * 86400))
+                    .order_by(Part.submitted_at.desc()).first())
+            if part is None:
+                return None
+            if not final:
+                Part.update(report_status=status, report_at=now).where(
+                    Part.id == part.id).execute()
+                return None
+            Part.update(status="delivered" if delivered else "failed", report_status=status,
+                        report_at=now).where(Part.id == part.id).execute()
+            out = Outbound.get_by_id(part.outbound_id)
+            if out.status != State.SENT.value:
+                return None
+            if not delivered:
+                Outbound.update(status=State.FAILED.value, updated_at=now,
+                                last_error=f"delivery report TP-ST {status:#04x}"
+                                ).where(Outbound.id == out.id).execute()
+                return int(out.id)
+            done = (Part.select().where((Part.outbound == out.id) & (Part.attempt == part.attempt)
+                                        & (Part.status == "delivered")).count())
+            if done >= out.parts:
+                Outbound.update(status=State.DELIVERED.value, delivered_at=now,
+                                updated_at=now).where(Outbound.id == out.id).execute()
+                return int(out.id)
+        return None
+
+    # -- counters and status ---------------------------------------------------------------
+
+    def part_times(self, modem: str, since: float) -> list[float]:
+        return [r.submitted_at for r in Part.select(Part.submitted_at)
+                .where((Part.modem == modem) & (Part.submitted_at >= since))
+                .order_by(Part.submitted_at)]
+
+    def last_concat_ref(self, modem: str) -> int:
+        """Where this modem's concatenation references left off (no reuse after restart)."""
+        row = (Part.select(Part.concat_ref).where((Part.modem == modem)
+                                                   & Part.concat_ref.is_null(False))
+               .order_by(Part.id.desc()).first())
+        return int(row.concat_ref) if row is not None else 0
+
+    def queue_depth(self) -> dict[str | None, int]:
+        q = (Outbound.select(Outbound.preferred_modem, pw.fn.COUNT(Outbound.id).alias("n"))
+             .where(Outbound.status.in_(PENDING)).group_by(Outbound.preferred_modem))
+        return {r.preferred_modem: r.n for r in q}
+
+    def pending_count(self) -> int:
+        return int(Outbound.select().where(Outbound.status.in_(PENDING)).count())
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        inbound = {r.status: r.n for r in Inbound.select(
+            Inbound.status, pw.fn.COUNT(Inbound.id).alias("n")).group_by(Inbound.status)}
+        outbound = {r.status: r.n for r in Outbound.select(
+            Outbound.status, pw.fn.COUNT(Outbound.id).alias("n")).group_by(Outbound.status)}
+        return {"inbound": inbound, "outbound": outbound}
+
+    def kv_get(self, key: str, default: str | None = None) -> str | None:
+        row = KV.get_or_none(KV.key == key)
+        return row.value if row is not None else default
+
+    def kv_set(self, key: str, value: str) -> None:
+        KV.insert(key=key, value=value).on_conflict_replace().execute()
+
+
+class _Rollback(Exception):
+    pass
