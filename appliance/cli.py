@@ -151,6 +151,8 @@ def _extensions() -> list[Callable[..., None]]:
         regs.append(lambda sub, config_arg: registry_parsers(sub))
     except ImportError:
         pass
+    from .audit import add_parsers as audit_parsers
+    regs.append(audit_parsers)
     try:
         from .techcli import add_parsers as tech_parsers
         regs.append(tech_parsers)

@@ -303,8 +303,9 @@ class LimitsConfig:
 
     per_sender_hourly: int = key(10, doc="queries answered per sender per hour", bounds=(1, 1000))
     per_sender_daily: int = key(30, doc="queries answered per sender per day", bounds=(1, 10_000))
-    duplicate_window_hours: float = key(24.0, doc="same sender + same text inside this window is "
-                                        "answered once", unit=_HOURS, bounds=(0, 720))
+    duplicate_window_hours: float = key(1.0, doc="a CNIC already answered to the same sender "
+                                        "inside this window is not answered again",
+                                        unit=_HOURS, bounds=(0, 720))
     short_code_max_len: int = key(6, doc="senders this short (service codes) are never answered",
                                   unit="digits", bounds=(0, 15))
     loop_guard_count: int = key(5, doc="messages from one sender within loop_guard_seconds that "

@@ -129,9 +129,7 @@ class Guard:
         now = time.time() if now is None else now
         limits = self.config.limits
         cnics = parse_message(text or "", max_cnics=self.config.replies.max_cnics).cnics
-        with db.atomic("DEFERRED"):
-            GuardEvent.select().count()
-            import time as _t; _t.sleep(0.05)
+        with db.atomic("IMMEDIATE"):
             GuardEvent.insert(sender=key, at=now, kind=_SEEN).execute()
             seen = self._count(key, _SEEN, now - limits.loop_guard_seconds)
             if seen >= limits.loop_guard_count:

@@ -106,6 +106,8 @@ class Service:
                                max_instances=1, coalesce=True, next_run_time=datetime.now())
         self.scheduler.add_job(self._answer_leftovers, "interval", seconds=60, id="leftovers",
                                max_instances=1, coalesce=True)
+        self.scheduler.add_job(self.guard.purge, "cron", hour=3, minute=30, jitter=600,
+                               id="purge", max_instances=1, coalesce=True)
         self.scheduler.start()
         log.info("service started: %d modem(s), registry %s", len(self.modems),
                  self.registry_view().state.name)
@@ -220,6 +222,7 @@ class Service:
         verdict = self.guard.check(sender, sender_type, text)
         if not verdict.answer:
             self.store.set_inbound_status(ids, "ignored", reason=verdict.reason)
+            self.guard.record_ignored(sender, verdict, ids, modem, text)
             log.info("modem %s: not answering inbound %s: %s", modem, ids, verdict.reason)
             self._emit("ignored", modem=modem, sender=sender, reason=verdict.reason)
             return
