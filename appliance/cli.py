@@ -148,7 +148,7 @@ def _extensions() -> list[Callable[..., None]]:
     regs: list[Callable[..., None]] = []
     try:
         from .registry.cli import add_parsers as registry_parsers
-        regs.append(lambda sub, config_arg: registry_parsers(sub))
+        regs.append(registry_parsers)
     except ImportError:
         pass
     from .audit import add_parsers as audit_parsers

@@ -37,6 +37,7 @@ from .modem.bank import Bank, SlotSettings
 from .modem.engine import Modem, ModemSettings, ModemState, ModemStatus
 from .outbound import Backoff, ErrorClass, State, classify
 from .registry.lookup import Registry, RegistryInfo, is_stale
+from .registry.status import sync_status
 from .responder import Policy, RegistryState, Templates, load_templates, respond
 from .store import Inbound, Job, Outbound, Store, SubmittedPart
 
@@ -109,6 +110,17 @@ class Service:
         self.scheduler.add_job(self.guard.purge, "cron", hour=3, minute=30, jitter=600,
                                id="purge", max_instances=1, coalesce=True)
         self.scheduler.start()
+        if self.config.registry.repository_url:
+            from .registry.schedule import RegistryScheduler
+            from .registry.sync import RegistrySync
+
+            sync = RegistrySync.from_config(self.config.registry,
+                                            path=self.config.registry_path,
+                                            on_alarm=self.alarms.raise_,
+                                            on_clear=self.alarms.clear)
+            # The service raises the stale-registry alarm itself (_check_health).
+            RegistryScheduler.from_config(self.config.registry, sync, scheduler=self.scheduler,
+                                          stale_check_minutes=0).start()
         log.info("service started: %d modem(s), registry %s", len(self.modems),
                  self.registry_view().state.name)
 
@@ -353,6 +365,55 @@ class Service:
                                      preferred_modem=modem, kind="test")
         self.bank.poke(modem)
         return oid
+
+    def snapshot(self) -> dict[str, Any]:
+        """Everything ``status``, the status page and ``/metrics`` show, as plain data."""
+        import shutil
+
+        now = time.time()
+        depth = self.store.queue_depth()
+        bank = self.bank.snapshot()
+        modems = []
+        for name, modem in self.modems.items():
+            st = modem.status()
+            b = bank.get(name, {})
+            modems.append({
+                "name": name, "port": st.port, "state": st.state, "rssi": st.rssi,
+                "bars": st.bars, "operator": st.operator, "registered": st.registered,
+                "queue": depth.get(name, 0), "sent_hour": b.get("sent_hour", 0),
+                "sent_day": b.get("sent_day", 0), "hourly_cap": b.get("hourly_cap"),
+                "daily_cap": b.get("daily_cap"), "unavailable": b.get("unavailable", ""),
+                "last_error": st.last_error, "last_error_at": st.last_error_at,
+                "received": st.received, "sent_parts": st.sent_parts,
+                "send_failures": st.send_failures, "reopens": st.reopens,
+                "sim_used": st.sim_used, "sim_total": st.sim_total,
+                "identity": st.identity, "since": st.since})
+        view = self.registry_view()
+        info = view.info
+        age = info.age(datetime.now(timezone.utc))
+        disk = shutil.disk_usage(self.config.unit.data_dir)
+        return {
+            "unit": self.config.unit.name, "time": now, "uptime_s": now - self.started_at,
+            "modems": modems,
+            "queue": {"pending": self.store.pending_count(),
+                      "unassigned": depth.get(None, 0)},
+            "counts": self.store.counts(),
+            "registry": {"state": view.state.name.lower(), "version": info.version,
+                         "records": info.record_count, "source": info.source,
+                         "signed_at": info.signed_at.isoformat() if info.signed_at else None,
+                         "expires_at": info.expires_at.isoformat() if info.expires_at else None,
+                         "age_s": age.total_seconds() if age is not None else None,
+                         "max_age_s": self.config.registry.max_age_hours * 3600,
+                         "verified_at": (info.verified_at.isoformat()
+                                         if info.verified_at else None),
+                         "error": info.error, "sync": sync_status(self.config.registry_path)},
+            "disk": {"path": str(self.config.unit.data_dir), "total": disk.total,
+                     "used": disk.used, "free": disk.free},
+            "alarms": [{"kind": a.kind, "message": a.message, "since": a.since,
+                        "count": a.count} for a in self.alarms.active()],
+            "alarms_total": dict(self.alarms.raised_total),
+            "crash_resent": self.stats["crash_resent"],
+        }
 
     def _emit(self, event: str, **data: Any) -> None:
         if self.listener is not None:

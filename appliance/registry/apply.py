@@ -1,0 +1,231 @@
+"""Writing a verified snapshot or delta into ``registry.db`` without ever exposing a mix.
+
+Separated from ``sync.py`` (which decides *what* to apply and handles the network) so that
+the crash-consistency argument lives in one short file:
+
+* a **snapshot** is written to a new file in the same directory, checked, fsynced, renamed
+  over ``registry.db`` (``rename(2)`` is atomic), and the directory is fsynced; a crash
+  before the rename leaves the old file, after it the new one; leftovers are removed by
+  :func:`recover` on the next sync;
+* a **delta** is one SQLite transaction (rollback journal, ``synchronous=FULL``) that also
+  moves ``registry_meta.version``; a crash mid-way leaves a hot journal that SQLite rolls
+  back on the next open (sqlite.org/atomiccommit.html §4), so the file is version A.
+
+:func:`recover` must run before a snapshot is renamed in: a hot journal left by a killed
+delta names no file identity, and would otherwise be "rolled back" into the new file.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sqlite3
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from appliance.errors import SyncError
+from appliance.registry.formats import DeltaRef, Index, decompress_file, read_delta
+from appliance.registry.importer import normalise_cnic, validate_row
+from appliance.registry.lookup import BUSY_TIMEOUT_MS
+from appliance.registry.models import OFFENDER_COLUMNS, check_schema, read_meta, write_meta
+
+log = logging.getLogger(__name__)
+
+_BATCH = 2000
+_UPSERT = (f"INSERT OR REPLACE INTO offender ({', '.join(OFFENDER_COLUMNS)}) "
+           f"VALUES ({', '.join('?' * len(OFFENDER_COLUMNS))})")
+_DELETE = "DELETE FROM offender WHERE cnic = ?"
+_ACTIVE = "SELECT count(*) FROM offender WHERE status = 'active'"
+
+#: Crash-consistency test hook: when this variable names a point, the process announces it
+#: on stderr and waits there to be killed. Unset in service, it costs one dict lookup.
+PAUSE_ENV = "NSOR_REGISTRY_PAUSE_AT"
+
+
+class DeltaUnusable(SyncError):
+    """This delta cannot be applied here (missing, wrong base version, wrong result);
+    the snapshot can still be. Never leaves sync.py."""
+
+
+def pause_point(name: str) -> None:
+    if os.environ.get(PAUSE_ENV) == name:
+        sys.stderr.write(f"PAUSED {name}\n")
+        sys.stderr.flush()
+        while True:
+            signal.pause()
+
+
+def recover(db: Path) -> None:
+    """Undo what a killed sync left: delete half-built files, roll back a hot journal."""
+    for leftover in db.parent.glob(f".{db.name}.new-*"):
+        log.warning("removing %s left by an interrupted snapshot install", leftover)
+        leftover.unlink(missing_ok=True)
+    _roll_back_hot_journal(db)
+
+
+def _roll_back_hot_journal(db: Path) -> None:
+    """Let SQLite roll back a hot journal (any reader does), then drop a journal that was
+    not hot -- one whose header never reached the disk before the kill. SQLite ignores
+    such a file, but it must not lie beside a snapshot renamed into place. Runs under the
+    sync lock, so no other writer can own the journal."""
+    journal = db.with_name(db.name + "-journal")
+    if not (journal.exists() and db.exists()):
+        return
+    conn = sqlite3.connect(db)
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    finally:
+        conn.close()
+    if journal.exists():
+        log.warning("removing %s: not a hot journal (an interrupted delta never wrote its "
+                    "header); the database was not touched", journal)
+        journal.unlink(missing_ok=True)
+    else:
+        log.warning("rolled back an interrupted delta (%s)", journal)
+
+
+def installed_meta(db: Path) -> dict[str, Any]:
+    """The installed file's meta row; empty when there is none or it is unreadable (then
+    a snapshot replaces it)."""
+    if not db.is_file():
+        return {}
+    try:
+        conn = sqlite3.connect(db)
+        try:
+            return read_meta(conn)
+        finally:
+            conn.close()
+    except sqlite3.Error as exc:
+        log.warning("installed registry %s unreadable (%s); a snapshot will replace it",
+                    db, exc)
+        return {}
+
+
+def install_snapshot(db: Path, gz: Path, index: Index, *, source: str,
+                     now: datetime) -> int:
+    """Decompress, check and swap in the snapshot ``gz``; return its record count."""
+    tmp = db.with_name(f".{db.name}.new-{os.getpid()}")
+    try:
+        decompress_file(gz, tmp)
+        conn = sqlite3.connect(tmp, isolation_level=None)
+        try:
+            problems = _check_snapshot(conn, index)
+            if problems:
+                raise SyncError(f"snapshot {gz.name} failed its checks: {'; '.join(problems)};"
+                                " the current registry is kept, report this to the publisher")
+            conn.execute("PRAGMA journal_mode = DELETE")
+            conn.execute("BEGIN")
+            write_meta(conn, source=source, imported_at=now, signed_at=index.signed_at,
+                       expires_at=index.expires_at)
+            conn.execute("COMMIT")
+        finally:
+            conn.close()
+        _fsync(tmp)
+        pause_point("snapshot-ready")
+        _roll_back_hot_journal(db)
+        os.replace(tmp, db)
+        pause_point("snapshot-swapped")
+        _fsync(db.parent)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return index.record_count
+
+
+def _check_snapshot(conn: sqlite3.Connection, index: Index) -> list[str]:
+    # quick_check verifies every page and record format; integrity_check also cross-checks
+    # indexes, which this schema does not have (the table is its own primary-key index).
+    result = [r[0] for r in conn.execute("PRAGMA quick_check")]
+    if result != ["ok"]:
+        return [f"quick_check: {'; '.join(result[:5])}"]
+    problems = check_schema(conn)
+    if problems:
+        return problems
+    meta = read_meta(conn)
+    if meta.get("version") != index.version:
+        problems.append(f"file says version {meta.get('version')}, index {index.version}")
+    active = conn.execute(_ACTIVE).fetchone()[0]
+    if active != index.record_count or meta.get("record_count") != active:
+        problems.append(f"{active} active records, meta says {meta.get('record_count')}, "
+                        f"index {index.record_count}")
+    return problems
+
+
+def apply_delta(db: Path, path: Path, ref: DeltaRef, *, source: str, now: datetime) -> int:
+    """Apply one delta file in one transaction; return the resulting active count."""
+    header, operations = read_delta(path)
+    if (header.from_version, header.to_version) != (ref.from_version, ref.to_version):
+        raise DeltaUnusable(f"{path.name} holds v{header.from_version}->v{header.to_version}, "
+                            f"the index says v{ref.from_version}->v{ref.to_version}")
+    conn = sqlite3.connect(db, isolation_level=None)
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        conn.execute("PRAGMA synchronous = FULL")
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            installed = read_meta(conn).get("version")
+            if installed != header.from_version:
+                raise DeltaUnusable(f"{path.name} applies to v{header.from_version}, "
+                                    f"the registry is v{installed}")
+            _write_operations(conn, operations, path.name)
+            pause_point("delta-applied")
+            active = conn.execute(_ACTIVE).fetchone()[0]
+            if active != header.record_count:
+                raise DeltaUnusable(f"{path.name} left {active} active records, "
+                                    f"expected {header.record_count}")
+            write_meta(conn, version=header.to_version, record_count=active,
+                       signed_at=header.signed_at, expires_at=header.expires_at,
+                       source=source, imported_at=now)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+    finally:
+        conn.close()
+    log.info("applied %s (%d upserts, %d removals)", path.name, header.upserts,
+             header.removals)
+    return int(active)
+
+
+def _write_operations(conn: sqlite3.Connection, operations: Any, name: str) -> None:
+    """Upserts and removals in file order, batched while the kind stays the same."""
+    batch: list[tuple[Any, ...]] = []
+    kind = ""
+    for op in operations:
+        if op["op"] != kind:
+            _flush(conn, kind, batch)
+            kind = op["op"]
+        if kind == "upsert":
+            record = op.get("record")
+            row, problems = validate_row(record if isinstance(record, dict) else {})
+            if row is None:
+                raise SyncError(f"delta {name}: bad record {problems}; the current registry "
+                                "is kept, report this to the publisher")
+            batch.append(row)
+        else:
+            cnic = normalise_cnic(str(op.get("cnic", "")))
+            if cnic is None:
+                raise SyncError(f"delta {name}: removal of a malformed CNIC")
+            batch.append((cnic,))
+        if len(batch) >= _BATCH:
+            _flush(conn, kind, batch)
+    _flush(conn, kind, batch)
+
+
+def _flush(conn: sqlite3.Connection, kind: str, batch: list[tuple[Any, ...]]) -> None:
+    if batch:
+        conn.executemany(_UPSERT if kind == "upsert" else _DELETE, batch)
+        batch.clear()
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
