@@ -334,6 +334,22 @@ class Service:
             self.alarms.clear(f"modem_down:{status.name}")
         self._emit("modem", name=status.name, state=status.state)
 
+    def on_balance(self, modem: str, amount: float | None, text: str) -> None:
+        cfg = next((m for m in self.config.modems if m.name == modem), None)
+        threshold = cfg.balance_threshold if cfg is not None else 0.0
+        kind = f"credit_low:{modem}"
+        if amount is None:
+            log.warning("modem %s: balance answer not understood; check balance_pattern",
+                        modem)
+        elif threshold and amount < threshold:
+            self.alarms.raise_(kind, f"modem {modem}: SIM balance {amount:.2f} is below "
+                               f"{threshold:.2f}; recharge the SIM")
+        else:
+            self.alarms.clear(kind)
+            if self.bank.snapshot().get(modem, {}).get("credit_blocked"):
+                self.bank.readmit(modem)  # recharged: back into rotation
+        self._emit("balance", modem=modem, amount=amount)
+
     # -- periodic --------------------------------------------------------------------------
 
     def _check_health(self) -> None:

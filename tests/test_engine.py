@@ -30,6 +30,7 @@ class Handler:
         self.parts: list[tuple[Job, SubmittedPart]] = []
         self.done: list[tuple[Job, BaseException | None, list[SubmittedPart]]] = []
         self.states: list[str] = []
+        self.balances: list[tuple[float | None, str]] = []
         self.hold = threading.Event()
         self.hold.set()
         self.fail_persist = 0
@@ -59,6 +60,9 @@ class Handler:
 
     def on_status(self, status: ModemStatus) -> None:
         self.states.append(status.state)
+
+    def on_balance(self, modem: str, amount: float | None, text: str) -> None:
+        self.balances.append((amount, text))
 
     def texts(self) -> list[str]:
         return [d.text for _, d in self.inbound if isinstance(d, Deliver)]
@@ -138,7 +142,8 @@ def test_cmti_during_cmgs_is_still_read(modem: Any, sim: Any) -> None:
     sm.faults.urc_in_response = True
     handler.jobs.append(job("reply"))
     m.poke()
-    assert wait_until(lambda: any("CMGS" in c for c in sm.commands()), 5)
+    # The PDU is on the air; its +CMGS answer is a second away.
+    assert wait_until(lambda: len(sim.submitted) == 1, 5)
     sim.citizen_send(CITIZEN, 0, "sent while the modem was sending")
     assert wait_until(lambda: handler.texts() == ["sent while the modem was sending"], 10)
     assert wait_until(lambda: len(handler.done) == 1, 10)
@@ -270,3 +275,17 @@ def test_sixteen_modems_at_once_nothing_lost(tmp_path: Path) -> None:
         finally:
             for mm in modems:
                 mm.stop()
+
+
+def test_balance_check_by_ussd(sim: Any) -> None:
+    handler = Handler()
+    m = Modem(settings(sim.modems[0], balance_ussd="*123#",
+                       balance_pattern=r"Rs\.?\s*([0-9.,]+)"), handler)
+    m.start()
+    try:
+        assert wait_until(lambda: handler.balances, 20)
+        amount, text = handler.balances[0]
+        assert amount == pytest.approx(123.45) and "123.45" in text
+        assert m.status().balance == pytest.approx(123.45)
+    finally:
+        m.stop()

@@ -450,3 +450,16 @@ def test_transcripts_with_inserted_bytes(path: Path, data: st.DataObject) -> Non
         return [mixed[:cut], mixed[cut:]]
     for ev in play(steps, chunker, tolerant=True):
         check(ev)
+
+
+def test_simcom_star_urc_inside_cmgr_is_a_urc_not_a_response_line() -> None:
+    """SIM800 sends *PSUTTZ (network time) at any moment; found by the simulator's
+    urc_in_response fault: taken as a response line it stood between +CMGR: and the PDU."""
+    proto = ATProtocol()
+    proto.command("AT+CMGR=1")
+    events = feed(proto, b"\r\n+CMGR: 0,,22\r\n*PSUTTZ: 25/11/22,9,30,0,\"+20\",0\xff\r\n",
+                  DELIVER.encode() + b"\r\n\r\nOK\r\n")
+    urcs = [e for e in events if isinstance(e, Urc)]
+    responses = [e for e in events if isinstance(e, Response)]
+    assert [u.name for u in urcs] == ["*PSUTTZ"]
+    assert responses[0].lines == ("+CMGR: 0,,22", DELIVER)

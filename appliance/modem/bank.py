@@ -197,5 +197,6 @@ class Bank:
             return {n: {"unavailable": s.unavailable_reason(now),
                         "sent_hour": s.sent_since(now - HOUR), "sent_day": len(s.sent),
                         "hourly_cap": s.settings.hourly_cap, "daily_cap": s.settings.daily_cap,
-                        "consecutive_failures": s.consecutive_failures}
+                        "consecutive_failures": s.consecutive_failures,
+                        "credit_blocked": s.credit_blocked}
                     for n, s in self.slots.items()}

@@ -76,6 +76,9 @@ class ModemStatus:
     sent_parts: int = 0
     send_failures: int = 0
     reopens: int = 0
+    balance: float | None = None
+    balance_text: str = ""
+    balance_at: float | None = None
     since: float = field(default_factory=time.time)
 
     @property
@@ -94,6 +97,7 @@ class ModemHandler(Protocol):
     def job_done(self, job: Job, error: BaseException | None,
                  parts: list[SubmittedPart]) -> None: ...
     def on_status(self, status: ModemStatus) -> None: ...
+    def on_balance(self, modem: str, amount: float | None, text: str) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -115,6 +119,9 @@ class ModemSettings:
     validity_hours: int = 24
     sweep_interval_s: float = 60.0
     health_interval_s: float = 30.0
+    balance_ussd: str = ""
+    balance_pattern: str = ""
+    balance_interval_minutes: float = 360.0
     country_code: str = "92"
 
     @classmethod
@@ -332,6 +339,8 @@ class Modem:
         now = time.monotonic()
         next_health = now + s.health_interval_s
         next_sweep = now + s.sweep_interval_s
+        # First balance check shortly after start-up, then every balance_interval_minutes.
+        next_balance = now + 5.0 if s.balance_ussd else float("inf")
         timeouts = 0
         while not self._stopping.is_set():
             self._beat()
@@ -342,9 +351,13 @@ class Modem:
                 if now >= next_health:
                     self._health(sess)
                     next_health = now + s.health_interval_s
-                if now >= next_sweep:
+                if now >= next_sweep or sess.memory_full:
+                    sess.memory_full = False
                     self._sweep(sess)
                     next_sweep = now + s.sweep_interval_s
+                if now >= next_balance:
+                    next_balance = now + s.balance_interval_minutes * 60
+                    self._check_balance(sess)
                 sent = False
                 if self._status.state == ModemState.READY:
                     job = self.handler.next_job(self.name)
@@ -442,8 +455,10 @@ class Modem:
             m = _CMGL.match(line)
             # TS 27.005 §3.1 <stat>: 0/1 received (unread/read); 2/3 are stored outgoing
             # messages, not ours to answer or delete.
-            if m and i + 1 < len(lines) and int(m.group(2)) in (0, 1):
-                entries.append((int(m.group(1)), lines[i + 1].strip()))
+            if m and int(m.group(2)) in (0, 1):
+                pdu_line = _pdu_after(lines[i:], _CMGL)
+                if pdu_line is not None:
+                    entries.append((int(m.group(1)), pdu_line))
         for index, pdu_hex in entries:
             self._deliver(pdu_hex, index=index)
         if entries:
@@ -506,6 +521,30 @@ class Modem:
             pass
         self._set(rssi=rssi, operator=operator)
         self._registration(stat)
+        st = self._status
+        if st.sim_used and st.sim_total and st.sim_used >= st.sim_total:
+            sess.memory_full = True  # a full SIM refuses new SMS: drain it now
+
+    def _check_balance(self, sess: ATSession) -> None:
+        """Ask the operator for the prepaid balance by USSD (``AT+CUSD=1,"<code>",15``);
+        the answer arrives later as a +CUSD URC."""
+        from .ussd import balance_from, parse_cusd
+
+        s = self.settings
+        try:
+            sess.run(f'AT+CUSD=1,"{s.balance_ussd}",15', s.command_timeout_s)
+        except ModemCommandError as exc:
+            self._error(f"modem {self.name}: balance request {s.balance_ussd} refused: {exc}")
+            return
+        urc = sess.wait_urc("+CUSD", timeout=max(20.0, s.command_timeout_s))
+        answer = parse_cusd(urc.line) if urc is not None else None
+        if answer is None:
+            self._error(f"modem {self.name}: no answer to balance request {s.balance_ussd}")
+            self.handler.on_balance(self.name, None, "")
+            return
+        amount = balance_from(answer.text, s.balance_pattern) if s.balance_pattern else None
+        self._set(balance=amount, balance_text=answer.text, balance_at=time.time())
+        self.handler.on_balance(self.name, amount, answer.text)
 
     def _send(self, sess: ATSession, job: Job) -> None:
         s = self.settings
@@ -544,8 +583,19 @@ class Modem:
         self.handler.job_done(job, error, sent)
 
 
+_HEXLINE = re.compile(r"[0-9A-Fa-f]+")
+
+
 def _pdu_after(lines: tuple[str, ...], header: "re.Pattern[str]") -> str | None:
+    """The PDU line that belongs to ``header``: the next line made only of hex digits.
+    Anything between (a vendor URC the core did not recognise) is skipped, never taken
+    for the PDU."""
     for i, line in enumerate(lines):
-        if header.match(line) and i + 1 < len(lines):
-            return lines[i + 1].strip()
+        if header.match(line):
+            for follower in lines[i + 1:]:
+                if header.match(follower):
+                    return None
+                if _HEXLINE.fullmatch(follower.strip()):
+                    return follower.strip()
+            return None
     return None

@@ -148,7 +148,9 @@ _NUMERIC = {"0": ("OK", True), "1": ("CONNECT", True), "3": ("NO CARRIER", False
 _CONNECT = re.compile(r"CONNECT(?:\s+\d.*)?", re.ASCII | re.IGNORECASE)
 # {1,9}: int() of thousands of digits raises ValueError (sys.int_max_str_digits).
 _EXT_ERROR = re.compile(r"\+(CME|CMS) ERROR\s*:?\s*(?:(\d{1,9})|.*)", re.ASCII | re.IGNORECASE)
-_PREFIXED = re.compile(r"([+^][A-Za-z][A-Za-z0-9_\-]*)\s*:", re.ASCII)
+# "+" is standard (TS 27.007 §4.1); "^" is Huawei's; "*" is SIMCom's (*PSUTTZ, *PSNWID
+# network-time URCs that a SIM800 sends at any moment, even inside a +CMGR response).
+_PREFIXED = re.compile(r"([+^*][A-Za-z][A-Za-z0-9_\-]*)\s*:", re.ASCII)
 _HEX = re.compile(r"[0-9A-Fa-f]*", re.ASCII)
 _DIGITS = re.compile(r"\d+", re.ASCII)
 _BASIC = re.compile(r"(&?[A-Z])(\d*)", re.ASCII)

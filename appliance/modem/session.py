@@ -42,6 +42,7 @@ class ATSession:
         self.urcs: deque[Urc] = deque()
         self.deferred: deque[Item] = deque()
         self.stop_requested = False
+        self.memory_full = False   # a +CMS ERROR: 322 (memory full) arrived unsolicited
         self._beat = beat
 
     # -- the inbox -------------------------------------------------------------------------
@@ -93,6 +94,8 @@ class ATSession:
         for ev in self.proto.events():
             if isinstance(ev, Urc):
                 self.urcs.append(ev)
+            elif isinstance(ev, Stray) and ev.final.kind == "CMS" and ev.final.code == 322:
+                self.memory_full = True  # TS 27.005 §3.2.5: 322 = memory full
             elif isinstance(ev, (Stray, Garbage)):
                 self.log.debug("ignored %r", ev)
 
@@ -113,6 +116,8 @@ class ATSession:
                     return ev
                 elif isinstance(ev, Prompt) and want_prompt:
                     return ev
+                elif isinstance(ev, Stray) and ev.final.kind == "CMS" and ev.final.code == 322:
+                    self.memory_full = True
                 else:
                     self.log.debug("ignored %r while waiting for %s", ev, what)
             if self.stop_requested and interruptible:
