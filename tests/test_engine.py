@@ -32,6 +32,7 @@ class Handler:
         self.states: list[str] = []
         self.balances: list[tuple[float | None, str]] = []
         self.hold = threading.Event()
+        self.handed = threading.Event()
         self.hold.set()
         self.fail_persist = 0
         self.lock = threading.Lock()
@@ -49,7 +50,10 @@ class Handler:
 
     def next_job(self, modem: str) -> Job | None:
         with self.lock:
-            return self.jobs.pop(0) if self.jobs else None
+            if not self.jobs:
+                return None
+            self.handed.set()  # the engine starts AT+CMGS for it right now
+            return self.jobs.pop(0)
 
     def part_sent(self, job: Job, part: SubmittedPart) -> None:
         self.parts.append((job, part))
@@ -142,8 +146,9 @@ def test_cmti_during_cmgs_is_still_read(modem: Any, sim: Any) -> None:
     sm.faults.urc_in_response = True
     handler.jobs.append(job("reply"))
     m.poke()
-    # The PDU is on the air; its +CMGS answer is a second away.
-    assert wait_until(lambda: len(sim.submitted) == 1, 5)
+    # The engine is in AT+CMGS; its +CMGS answer is a second away, and the simulator
+    # holds the +CMTI until it can put it inside that response.
+    assert handler.handed.wait(5)
     sim.citizen_send(CITIZEN, 0, "sent while the modem was sending")
     assert wait_until(lambda: handler.texts() == ["sent while the modem was sending"], 10)
     assert wait_until(lambda: len(handler.done) == 1, 10)

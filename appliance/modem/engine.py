@@ -558,9 +558,10 @@ class Modem:
                                          ref16=s.concat_ref16, status_report=s.status_reports,
                                          validity=validity, country_code=s.country_code)
             for p in parts:
+                started = time.time()  # "submitted" = handed to the modem (AT+CMGS written)
                 mr = sess.submit(p.tpdu_length, p.pdu, prompt_timeout=s.command_timeout_s,
                                  timeout=s.send_timeout_s)
-                part = SubmittedPart(p.seq, p.total, p.reference, mr, time.time())
+                part = SubmittedPart(p.seq, p.total, p.reference, mr, started)
                 sent.append(part)
                 self.handler.part_sent(job, part)
                 with self._lock:
