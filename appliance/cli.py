@@ -162,8 +162,16 @@ def _extensions() -> list[Callable[..., None]]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
-    args = parser.parse_args(argv)
+    # `simulate` has its own parser with its own options (--help included): hand it the
+    # rest of the line untouched (argparse.REMAINDER would reject a leading --option).
+    first = next((i for i, a in enumerate(argv) if not a.startswith("-")), None)
+    if first is not None and argv[first] == "simulate":
+        args = parser.parse_args(argv[:first + 1])
+        args.rest = argv[first + 1:]
+    else:
+        args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

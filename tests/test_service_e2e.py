@@ -203,7 +203,7 @@ def test_sigterm_keeps_queued_replies_for_the_next_start(tmp_path: Path, sim: An
                                                          sample_registry: Path) -> None:
     for m in sim.modems:
         m.faults.registered = False  # nothing can leave: replies stay queued
-    config = write_config(tmp_path, sim)
+    config = write_config(tmp_path, sim, "[reliability]\nretry_base_s = 1\nretry_max_s = 2\n")
     proc = start_unit(config)
     try:
         sim.modems[0].faults.registered = True  # receive on sim0, but it cannot send:

@@ -178,6 +178,7 @@ def parse_line(body: str) -> list[Command]:
 
 def execute_line(modem: SimModem, body: str) -> Reply:
     """Run every command of one line; stop at the first error or at a ``> `` prompt."""
+    modem.command_log.append(body)
     try:
         commands = parse_line(body)
     except CommandSyntaxError:

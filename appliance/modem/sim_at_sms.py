@@ -221,7 +221,9 @@ def submit_pdu(m: SimModem, pdu_hex: str, length: int) -> Reply:
         return m.cms(330)
     faults = m.faults
     delay = m.scaled(faults.cmgs_latency + m.rng.uniform(0, faults.cmgs_jitter))
-    if faults.cms_error_rate and m.rng.random() < faults.cms_error_rate:
+    m.submits_since_fault += 1
+    if m.submits_since_fault in faults.fail_submits or (
+            faults.cms_error_rate and m.rng.random() < faults.cms_error_rate):
         reply = m.cms(faults.cms_error_code)
         reply.delay = delay
         return reply

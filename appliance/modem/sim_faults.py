@@ -32,6 +32,9 @@ class Faults:
     sim_full: bool = False        # receiving storage refuses messages as if full
     rssi: int = 17                # +CSQ <rssi> (0-31, 99 unknown)
     report_delay: float = 1.0     # SMSC → handset → status report, when TP-SRR is set
+    # Deterministic failures: the 1-based numbers of the coming submits (counted from when
+    # this is set) that fail with cms_error_code, e.g. [2] fails part 2 of the next reply.
+    fail_submits: list[int] = field(default_factory=list)
     _listener: Callable[[str, Any, Any], None] | None = field(
         default=None, repr=False, compare=False)
 

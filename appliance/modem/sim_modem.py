@@ -8,6 +8,7 @@ results and timers are carried out by the serving thread.
 
 from __future__ import annotations
 
+import collections
 import heapq
 import itertools
 import logging
@@ -92,6 +93,8 @@ class SimModem:
         self._timer_seq = itertools.count()
         self._was_registered = False
         self._reboot_pending = False
+        self.command_log: collections.deque[str] = collections.deque(maxlen=2000)
+        self.submits_since_fault = 0   # counts submits for Faults.fail_submits
         self.faults = Faults()
         self.faults._listener = self._fault_changed
 
@@ -116,6 +119,11 @@ class SimModem:
     def replug(self) -> None:
         """Plug back in: a new pty behind the same symlink; the module boots afresh."""
         self.serial.request("replug")
+
+    def commands(self) -> list[str]:
+        """The AT command lines received so far (the last 2,000), for tests."""
+        with self.lock:
+            return list(self.command_log)
 
     @property
     def plugged(self) -> bool:
@@ -292,6 +300,8 @@ class SimModem:
     def _fault_changed(self, name: str, old: Any, new: Any) -> None:
         with self.lock:
             self.log.info("fault %s: %r -> %r", name, old, new)
+            if name == "fail_submits":
+                self.submits_since_fault = 0
             if name == "registered":
                 self.check_registration()
             elif name == "sim_full" and not new:
