@@ -45,6 +45,9 @@ log = logging.getLogger(__name__)
 
 Listener = Callable[[str, dict[str, Any]], None]
 
+#: A modem must stay down this long before it is an alarm (and maybe an SMS).
+MODEM_DOWN_ALARM_AFTER_S = 60.0
+
 
 @dataclass(frozen=True)
 class RegistryView:
@@ -57,7 +60,9 @@ class Service:
     """Everything between the modems and the registry. ``start()``, then ``stop()``."""
 
     def __init__(self, config: Config, *, templates: Templates | None = None,
-                 listener: Listener | None = None) -> None:
+                 listener: Listener | None = None,
+                 modem_down_alarm_after_s: float = MODEM_DOWN_ALARM_AFTER_S,
+                 health_check_s: float = 15.0) -> None:
         self.config = config
         self.templates = templates or load_templates(config.replies.templates)
         self.policy = Policy(language=config.replies.language,
@@ -88,6 +93,9 @@ class Service:
         self._registry_lock = threading.Lock()
         self._stop = threading.Event()
         self.started_at = time.time()
+        self._down_since: dict[str, float] = {}
+        self.modem_down_alarm_after_s = modem_down_alarm_after_s
+        self.health_check_s = health_check_s
         self.stats = {"crash_resent": 0, "crash_sent": 0}
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -103,13 +111,26 @@ class Service:
             modem.start()
         self.scheduler.add_job(self._expire_parts, "interval", seconds=10, id="reassembly",
                                max_instances=1, coalesce=True)
-        self.scheduler.add_job(self._check_health, "interval", seconds=60, id="health",
+        self.scheduler.add_job(self._check_health, "interval", seconds=self.health_check_s,
+                               id="health",
                                max_instances=1, coalesce=True, next_run_time=datetime.now())
         self.scheduler.add_job(self._answer_leftovers, "interval", seconds=60, id="leftovers",
                                max_instances=1, coalesce=True)
         self.scheduler.add_job(self.guard.purge, "cron", hour=3, minute=30, jitter=600,
                                id="purge", max_instances=1, coalesce=True)
         self.scheduler.start()
+        self.status_server = None
+        if self.config.status.http_bind:
+            from .errors import ApplianceError
+            from .statuspage import StatusServer
+
+            try:
+                self.status_server = StatusServer(self.snapshot, self.config.status.http_bind)
+                self.status_server.start()
+            except ApplianceError as exc:
+                # The page is for technicians; citizens' answers must not depend on it.
+                self.status_server = None
+                self.alarms.raise_("status_page", str(exc))
         if self.config.registry.repository_url:
             from .registry.schedule import RegistryScheduler
             from .registry.sync import RegistrySync
@@ -126,6 +147,8 @@ class Service:
 
     def stop(self) -> None:
         self._stop.set()
+        if getattr(self, "status_server", None) is not None:
+            self.status_server.stop()
         try:
             self.scheduler.shutdown(wait=False)
         except Exception:  # not started
@@ -327,11 +350,13 @@ class Service:
 
     def on_status(self, status: ModemStatus) -> None:
         self.bank.on_status(status)
-        if status.state in (ModemState.GONE, ModemState.FAILED):
-            self.alarms.raise_(f"modem_down:{status.name}",
-                               f"modem {status.name} is {status.state}: {status.last_error}")
-        elif status.state == ModemState.READY:
+        if status.state == ModemState.READY:
+            self._down_since.pop(status.name, None)
             self.alarms.clear(f"modem_down:{status.name}")
+        elif status.state in (ModemState.GONE, ModemState.FAILED, ModemState.NO_NETWORK):
+            # Debounced in _check_health: a modem that blinks while it reopens, or a USB
+            # modem replugged by a technician, is not worth an SMS at 2 a.m.
+            self._down_since.setdefault(status.name, time.monotonic())
         self._emit("modem", name=status.name, state=status.state)
 
     def on_balance(self, modem: str, amount: float | None, text: str) -> None:
@@ -353,6 +378,22 @@ class Service:
     # -- periodic --------------------------------------------------------------------------
 
     def _check_health(self) -> None:
+        import shutil
+
+        from .doctor import disk_alarm
+
+        for name, since in list(self._down_since.items()):
+            if time.monotonic() - since >= self.modem_down_alarm_after_s:
+                st = self.modems[name].status()
+                self.alarms.raise_(f"modem_down:{name}", f"modem {name} is {st.state} since "
+                                   f"{time.monotonic() - since:.0f} s: {st.last_error}")
+        data_dir = self.config.unit.data_dir
+        msg = disk_alarm(shutil.disk_usage(data_dir), self.config.alarms.disk_warn_percent,
+                         str(data_dir))
+        if msg:
+            self.alarms.raise_("disk_full", msg)
+        else:
+            self.alarms.clear("disk_full")
         view = self.registry_view(max_age_s=0)
         if view.state is RegistryState.OK:
             self.alarms.clear("registry_stale")

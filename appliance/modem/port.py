@@ -77,12 +77,6 @@ class Port:
         except Exception as exc:  # SerialTimeoutException, OSError: the modem is gone or wedged
             raise ModemGone(f"write to {self.url} failed: {exc}") from exc
 
-    def flush_input(self) -> None:
-        try:
-            self._serial.reset_input_buffer()
-        except Exception:  # a port that fails here fails again at the next write, loudly
-            pass
-
     def close(self) -> None:
         self._closed.set()
         try:

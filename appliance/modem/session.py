@@ -189,7 +189,9 @@ class ATSession:
         one (``AT+CSQ`` must carry a ``+CSQ:`` line; a stray ``OK`` does not). B4."""
         self._write(self.proto.escape())
         self.proto.abort()
-        self.port.flush_input()
+        # Drain by reading, not tcflush(): a flush from this thread races the byte pump
+        # between its select() and read(), and pySerial then reports a readable port that
+        # returned no data as a disconnect (seen as a spurious "gone" at start-up).
         drain_until = time.monotonic() + 0.3
         while (item := self._wait_item(drain_until)) is not None:
             self._take(item)

@@ -1,0 +1,298 @@
+"""``doctor``: every precondition of a working unit, one PASS/WARN/FAIL line each, with a fix.
+
+A technician alone at a provincial office runs this first and after every change. Each
+check names what it looked at and, when it fails, the one next step to try (the same words
+as docs/technician.md, section 11). WARN is for what works but deserves attention (a
+registry imported by hand, ModemManager running where the udev rules should keep it off
+our ports); only FAIL makes the exit status non-zero.
+
+Modem checks must not fight the service for a port: while ``/status.json`` answers, the
+modem facts come from the running service; the ports are opened (with the same exclusive
+lock the service takes) only when it is not running.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from .errors import ConfigError
+from .statuspage import disk_percent, fetch_status, fmt_bytes, fmt_duration
+
+#: Earliest believable date: a Pi without RTC boots at 1970 or at its last shutdown.
+EARLIEST = datetime(2024, 1, 1, tzinfo=timezone.utc)
+
+PASS, WARN, FAIL, INFO = "PASS", "WARN", "FAIL", "INFO"
+
+FIX_PORT_MISSING = ("check the cable and the hub's power, then `ls -l /dev/nsor/` and "
+                    "`dmesg | tail -30`; see docs/technician.md section 6 (naming the modems)")
+FIX_PORT_HELD = ("stop whatever holds it: `sudo fuser -v PORT` shows it (a running service, "
+                 "picocom, ModemManager: `sudo systemctl mask ModemManager`)")
+FIX_MM = ("sudo systemctl disable --now ModemManager && sudo systemctl mask ModemManager")
+
+
+@dataclass(frozen=True)
+class Check:
+    level: str
+    what: str
+    detail: str = ""
+    fix: str = ""
+
+
+class DiskUsage(NamedTuple):
+    """The shape of :func:`shutil.disk_usage`'s result."""
+
+    total: int
+    used: int
+    free: int
+
+
+def disk_alarm(usage: Any, warn_percent: float, path: str = "") -> str | None:
+    """The alarm text when the data disk is at least ``warn_percent`` full, else None.
+
+    ``usage`` is what :func:`shutil.disk_usage` returns; the percentage is ``df``'s Use%
+    (blocks reserved for root count as neither used nor free), so the two agree.
+    """
+    pct = disk_percent({"used": usage.used, "free": usage.free})
+    if pct < warn_percent:
+        return None
+    where = f"data disk {path}" if path else "data disk"
+    return (f"{where} is {pct:.0f}% full ({fmt_bytes(usage.free)} free, alarm at "
+            f"{warn_percent:g}%); free space: `sudo journalctl --vacuum-size=100M`, "
+            "remove old files, or move the data to a larger NSOR-DATA disk")
+
+
+def run_checks(config_path: Path, *, timeout: float = 3.0) -> Iterator[Check]:
+    """Every check, in the order a technician fixes things."""
+    from .config import load_config
+
+    try:
+        config = load_config(config_path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            yield Check(FAIL, "configuration", problem,
+                        f"edit {config_path}; every key is explained in "
+                        "firmware_config/appliance.toml")
+        return
+    enabled = config.enabled_modems
+    yield Check(PASS if enabled else FAIL, "configuration",
+                f"{config_path} is valid, {len(enabled)} modem(s) enabled",
+                "" if enabled else "add a [[modems]] table (`nsor probe` prints one)")
+    yield from _modem_manager()
+    snap, why = fetch_status(config.status.http_bind, timeout=2.0)
+    if snap is not None:
+        yield Check(INFO, "service", "running; modem facts below come from its status page "
+                    "(the ports are not opened while it holds them)")
+        yield from _modems_live(enabled, snap)
+    else:
+        yield Check(INFO, "service", f"not running or not reachable ({why}); "
+                    "opening the ports directly")
+        for m in enabled:
+            yield from _modem_direct(m, timeout)
+    yield from _registry(config)
+    yield _disk(config)
+    yield _data_dir(config)
+    yield _secret(config)
+
+
+def _modem_manager() -> Iterator[Check]:
+    if shutil.which("systemctl") is None:
+        return
+    try:
+        out = subprocess.run(["systemctl", "is-active", "ModemManager"], capture_output=True,
+                             text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return
+    if not out:
+        return  # systemd is not running here (a container, a chroot): nothing to ask
+    if out == "active":
+        yield Check(WARN, "ModemManager", "is running: it opens serial ports and sends AT "
+                    "commands unless the udev rules tell it to ignore them", FIX_MM)
+    else:
+        yield Check(PASS, "ModemManager", f"not running ({out})")
+
+
+def _modem_direct(m: Any, timeout: float) -> Iterator[Check]:
+    from .probe import probe_port
+
+    who = f"modem {m.name}"
+    r = probe_port(m.port, baudrate=m.baudrate, flow_control=m.flow_control, timeout=timeout)
+    if not r.present:
+        yield Check(FAIL, f"{who}: port", f"{m.port} is not present", FIX_PORT_MISSING)
+        return
+    if r.busy:
+        yield Check(FAIL, f"{who}: port", f"{m.port} is held by another process",
+                    FIX_PORT_HELD.replace("PORT", m.port))
+        return
+    if r.error and not r.answered and r.error.startswith("cannot open"):
+        yield Check(FAIL, f"{who}: port", f"{m.port}: {r.error}",
+                    "check permissions (the service user must be in `dialout`) and the cable")
+        return
+    yield Check(PASS, f"{who}: port", f"{m.port} present and free")
+    if not r.answered:
+        yield Check(FAIL, f"{who}: answers AT", r.error,
+                    f"check the modem's power and antenna, baudrate = {m.baudrate} and that "
+                    "the udev rule picked the AT interface (section 6)")
+        return
+    ident = " ".join(x for x in (r.manufacturer, r.model) if x) or "modem"
+    yield Check(PASS, f"{who}: answers AT", f"{ident}, IMEI {r.imei or '?'}")
+    if r.sim == "READY":
+        yield Check(PASS, f"{who}: SIM", f"ready, IMSI {r.imsi or '?'}")
+    elif r.sim == "SIM PIN" and m.pin:
+        yield Check(PASS, f"{who}: SIM", "asks for its PIN; the service sends the configured "
+                    "pin (a wrong one shows as 'SIM state' errors in status)")
+    elif r.sim == "SIM PIN":
+        yield Check(FAIL, f"{who}: SIM", "not ready: asks for a PIN and the configuration "
+                    "has none",
+                    f'put pin = "…" in the [[modems]] table of {m.name}, or switch the PIN '
+                    "off in a phone")
+    else:
+        yield Check(FAIL, f"{who}: SIM", f"not ready ({r.sim or 'no answer'})",
+                    "SIM PUK: unlock it in a phone; not inserted: power off, reseat the SIM")
+    signal = f"signal {r.bars}/5 (rssi {r.rssi})"
+    if r.registered:
+        yield Check(PASS, f"{who}: network", f"{r.operator or 'registered'}, {signal}")
+    else:
+        from .probe import CREG_TEXT
+        why = CREG_TEXT.get(r.creg, "unknown") if r.creg is not None else "no answer"
+        yield Check(FAIL, f"{who}: network", f"not registered ({why}), {signal}",
+                    "check the antenna, move the unit near a window, check the SIM works in a "
+                    "phone here (2G-only modems fail where 2G is off)")
+
+
+def _modems_live(enabled: Any, snap: dict[str, Any]) -> Iterator[Check]:
+    live = {m.get("name"): m for m in snap.get("modems") or []}
+    for cfg in enabled:
+        who = f"modem {cfg.name}"
+        m = live.get(cfg.name)
+        if m is None:
+            yield Check(WARN, who, "configured but not in the running service",
+                        "restart the service to apply the configuration: "
+                        "sudo systemctl restart nsor-appliance")
+            continue
+        state, err = m.get("state"), m.get("last_error") or ""
+        signal = f"signal {m.get('bars', 0)}/5, {m.get('operator') or 'no operator'}"
+        if state == "ready" and not m.get("unavailable"):
+            yield Check(PASS, who, f"in service, {signal}")
+        elif state == "ready":
+            yield Check(WARN, who, f"ready but out of rotation: {m['unavailable']}",
+                        "it returns by itself after the cooldown or the next hour/day; "
+                        "a credit problem needs a recharge")
+        elif state == "no network":
+            yield Check(FAIL, who, f"not registered on the network, {signal}",
+                        "check the antenna and the SIM (section 11, No network)")
+        elif state == "gone":
+            yield Check(FAIL, who, f"port {m.get('port')} gone: {err}", FIX_PORT_MISSING)
+        elif state == "starting":
+            yield Check(WARN, who, f"starting{': ' + err if err else ''}",
+                        "wait a minute and run doctor again")
+        else:
+            fix = ("fix the SIM (section 11, SIM PIN)" if "SIM" in err
+                   else "read `journalctl -u nsor-appliance -n 50`")
+            yield Check(FAIL, who, f"{state}: {err}", fix)
+
+
+def _registry(config: Any) -> Iterator[Check]:
+    from .registry.lookup import CLOCK_SKEW, Registry, is_stale
+    from .registry.status import sync_status
+
+    with Registry(config.registry_path) as reg:
+        info = reg.info()
+    now = datetime.now(timezone.utc)
+    if not info.exists:
+        yield Check(FAIL, "registry", f"no usable registry at {info.path} ({info.error})",
+                    "run `sudo nsor sync` (needs [registry] repository_url and internet)")
+        yield check_clock(now, None, CLOCK_SKEW)
+        return
+    if info.signed_at is not None:
+        checked = (f", last confirmed current {info.verified_at:%Y-%m-%d %H:%M} UTC"
+                   if info.verified_at else "")
+        yield Check(PASS, "registry: verified", f"version {info.version}, {info.record_count} "
+                    f"records, signed {info.signed_at:%Y-%m-%d %H:%M} UTC{checked}")
+    else:
+        yield Check(WARN, "registry: verified", f"version {info.version} was imported by hand "
+                    f"(source {info.source or '?'}), not signed by the publisher",
+                    "run `sudo nsor sync` to install the signed registry")
+    max_age = timedelta(hours=config.registry.max_age_hours)
+    age = info.age(now)
+    if is_stale(info, max_age, now):
+        yield Check(FAIL, "registry: fresh", "not fresh: age "
+                    f"{fmt_duration(age.total_seconds() if age else None)}"
+                    f", limit {config.registry.max_age_hours:g} h: every query is answered "
+                    "'service temporarily unavailable'",
+                    "check the internet and the clock, then `sudo nsor sync`")
+    else:
+        yield Check(PASS, "registry: fresh",
+                    f"age {fmt_duration(age.total_seconds() if age else None)}")
+    st = sync_status(config.registry_path)
+    if st.get("consecutive_failures"):
+        err = st.get("last_error") or {}
+        yield Check(WARN, "registry: last sync", f"{st['consecutive_failures']} failed "
+                    f"attempt(s): {err.get('message', '?')}",
+                    "`sudo nsor registry status` shows the details; `sudo nsor sync` retries")
+    yield check_clock(now, info.signed_at, CLOCK_SKEW)
+
+
+def check_clock(now: datetime, signed_at: datetime | None, skew: timedelta) -> Check:
+    fix = ("set the time: `timedatectl` must say 'System clock synchronized: yes' "
+           "(section 11, Clock wrong)")
+    if now < EARLIEST:
+        return Check(FAIL, "clock", f"not sane: reads {now:%Y-%m-%d %H:%M} UTC, before 2024",
+                     fix)
+    if signed_at is not None and now < signed_at - skew:
+        return Check(FAIL, "clock", f"not sane: reads {now:%Y-%m-%d %H:%M} UTC, before the "
+                     f"registry's signing time {signed_at:%Y-%m-%d %H:%M} UTC", fix)
+    return Check(PASS, "clock", f"{now:%Y-%m-%d %H:%M} UTC")
+
+
+def _disk(config: Any) -> Check:
+    path = Path(config.unit.data_dir)
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    usage = shutil.disk_usage(probe)
+    alarm = disk_alarm(usage, config.alarms.disk_warn_percent, str(path))
+    if alarm:
+        text, _, fix = alarm.partition("; ")
+        return Check(FAIL, "disk", text, fix)
+    pct = disk_percent({"used": usage.used, "free": usage.free})
+    return Check(PASS, "disk", f"{pct:.0f}% used, {fmt_bytes(usage.free)} free ({path})")
+
+
+def _data_dir(config: Any) -> Check:
+    path = Path(config.unit.data_dir)
+    if not path.is_dir():
+        return Check(FAIL, "data folder", f"{path} does not exist",
+                     "re-run `sudo scripts/provision.sh` (it makes it with the right owner)")
+    if not os.access(path, os.W_OK):
+        return Check(FAIL, "data folder", f"{path} is not writable by this user",
+                     "run doctor as the service user (`sudo nsor doctor`), or re-run "
+                     "provisioning to fix the owner")
+    return Check(PASS, "data folder", f"{path} writable")
+
+
+def _secret(config: Any) -> Check:
+    path = Path(config.secret_path)
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return Check(WARN, "secret", f"{path} does not exist yet; the service makes one at "
+                     "its first start", "provisioning normally makes it: re-run it if the "
+                     "data disk was replaced")
+    except OSError as exc:
+        return Check(FAIL, "secret", f"{path}: {exc.strerror or exc}",
+                     "run doctor as the service user: `sudo nsor doctor`")
+    if not stat.S_ISREG(st.st_mode):
+        return Check(FAIL, "secret", f"{path} is not a regular file", "remove it and re-run "
+                     "provisioning")
+    if st.st_mode & 0o077:
+        return Check(FAIL, "secret", f"{path} has mode {stat.S_IMODE(st.st_mode):04o}; the "
+                     "service refuses a key others can read", f"sudo chmod 600 {path}")
+    return Check(PASS, "secret", f"{path} present, mode 0600")
