@@ -50,7 +50,7 @@ class Alarms:
             else:
                 due = False
         log.warning("ALARM %s: %s", kind, message)
-        if due:
+        if due and self._send_sms is not None:
             for number in self.sms_numbers:
                 try:
                     self._send_sms(number, f"NSOR alarm {kind}: {message}"[:300])

@@ -77,7 +77,6 @@ def run_demo(args: argparse.Namespace) -> int:
     }, base_dir=workdir)
 
     lock = threading.Lock()
-    first_submit: list[float] = []
 
     def listener(event: str, data: dict[str, Any]) -> None:
         with lock:
@@ -113,7 +112,7 @@ def run_demo(args: argparse.Namespace) -> int:
             sent.append((who, time.monotonic()))
             i += 1
             time.sleep(0.4)
-        expected = {}
+        expected: dict[str, int] = {}
         for who, _ in sent:
             expected[who] = expected.get(who, 0) + 1
         sim.wait_for(lambda: all(len(sim.inbox(w)) >= n for w, n in expected.items()), 60)

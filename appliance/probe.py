@@ -80,7 +80,7 @@ class ProbeResult:
     @property
     def bars(self) -> int:
         """0-5 bars from +CSQ rssi (0..31; 99 unknown), as the engine counts them."""
-        return 0 if self.rssi in (None, 99) else min(5, (int(self.rssi) + 2) // 6)
+        return 0 if self.rssi is None or self.rssi == 99 else min(5, (self.rssi + 2) // 6)
 
     def as_dict(self) -> dict[str, Any]:
         return dict(asdict(self), registered=self.registered, bars=self.bars)

@@ -22,7 +22,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -39,7 +38,7 @@ from .outbound import Backoff, ErrorClass, State, classify
 from .registry.lookup import Registry, RegistryInfo, is_stale
 from .registry.status import sync_status
 from .responder import Policy, RegistryState, Templates, load_templates, respond
-from .store import Inbound, Job, Outbound, Store, SubmittedPart
+from .store import Job, Outbound, Store, SubmittedPart
 
 log = logging.getLogger(__name__)
 
@@ -147,8 +146,9 @@ class Service:
 
     def stop(self) -> None:
         self._stop.set()
-        if getattr(self, "status_server", None) is not None:
-            self.status_server.stop()
+        server = getattr(self, "status_server", None)
+        if server is not None:
+            server.stop()
         try:
             self.scheduler.shutdown(wait=False)
         except Exception:  # not started
@@ -249,7 +249,9 @@ class Service:
             return  # another thread merged them
         # Re-decode the stored PDUs and join them with the codec, which mends a character
         # the sender's phone split across two parts and marks a missing part with "…".
-        merged = pdumod.join_parts([pdumod.decode(r.pdu) for r in rows])
+        parts = [d for d in (pdumod.decode(r.pdu) for r in rows)
+                 if isinstance(d, pdumod.Deliver)]
+        merged = pdumod.join_parts(parts)
         self._answer(modem, [r.id for r in rows], sender, rows[0].sender_type, merged.text)
 
     def _answer(self, modem: str, ids: list[int], sender: str, sender_type: str | None,
@@ -284,7 +286,8 @@ class Service:
         """Answer rows a crash or an error left ``new`` (their SIM copy is already gone)."""
         for row in self.store.inbound_with_status("new", older_than=time.time() - 1):
             try:
-                self._answer(row.modem, [row.id], row.sender, row.sender_type, row.text or "")
+                self._answer(row.modem, [row.id], row.sender or "", row.sender_type,
+                             row.text or "")
             except Exception:
                 log.exception("answering leftover inbound %d failed", row.id)
 
@@ -300,8 +303,8 @@ class Service:
             seen.add(key)
             log.info("modem %s: answering an incomplete long SMS (%s of %s parts)", row.modem,
                      "some", row.concat_total)
-            self._try_reassemble(row.modem, row.sender, row.concat_ref, row.concat_total,
-                                 force=True)
+            self._try_reassemble(row.modem, row.sender or "", row.concat_ref or 0,
+                                 row.concat_total or 0, force=True)
 
     def on_status_report(self, modem: str, report: Any) -> None:
         changed = self.store.match_report(modem, report.reference, report.status,

@@ -59,6 +59,8 @@ class Inbound(_Base):
     answered; ``reason`` says why), ``quarantined`` (undecodable; ``pdu`` kept).
     """
 
+    id = pw.AutoField()
+
     modem = pw.CharField()
     pdu_hash = pw.CharField()
     pdu = pw.TextField()
@@ -81,6 +83,8 @@ class Inbound(_Base):
 
 class Outbound(_Base):
     """One reply (all its parts). ``status`` follows :mod:`appliance.outbound`."""
+
+    id = pw.AutoField()
 
     inbound = pw.IntegerField(null=True)
     recipient = pw.CharField()
@@ -106,6 +110,8 @@ class Outbound(_Base):
 
 class Part(_Base):
     """One submitted PDU of one attempt of a reply; ``mr`` is the TP-MR from ``+CMGS: mr``."""
+
+    id = pw.AutoField()
 
     outbound = pw.ForeignKeyField(Outbound, backref="part_rows", on_delete="CASCADE")
     attempt = pw.IntegerField()
@@ -363,18 +369,20 @@ class Store:
         return int(row.concat_ref) if row is not None else 0
 
     def queue_depth(self) -> dict[str | None, int]:
-        q = (Outbound.select(Outbound.preferred_modem, pw.fn.COUNT(Outbound.id).alias("n"))
+        q = (Outbound.select(Outbound.preferred_modem, pw.fn.COUNT(Outbound.id))
              .where(Outbound.status.in_(PENDING)).group_by(Outbound.preferred_modem))
-        return {r.preferred_modem: r.n for r in q}
+        return dict(q.tuples())  # type: ignore[arg-type]
 
     def pending_count(self) -> int:
         return int(Outbound.select().where(Outbound.status.in_(PENDING)).count())
 
     def counts(self) -> dict[str, dict[str, int]]:
-        inbound = {r.status: r.n for r in Inbound.select(
-            Inbound.status, pw.fn.COUNT(Inbound.id).alias("n")).group_by(Inbound.status)}
-        outbound = {r.status: r.n for r in Outbound.select(
-            Outbound.status, pw.fn.COUNT(Outbound.id).alias("n")).group_by(Outbound.status)}
+        inbound: dict[str, int] = dict(
+            Inbound.select(Inbound.status, pw.fn.COUNT(Inbound.id))
+            .group_by(Inbound.status).tuples())  # type: ignore[arg-type]
+        outbound: dict[str, int] = dict(
+            Outbound.select(Outbound.status, pw.fn.COUNT(Outbound.id))
+            .group_by(Outbound.status).tuples())  # type: ignore[arg-type]
         return {"inbound": inbound, "outbound": outbound}
 
     def kv_get(self, key: str, default: str | None = None) -> str | None:

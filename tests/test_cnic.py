@@ -48,9 +48,9 @@ CASES: list[tuple[str, tuple[str, ...], tuple[str, ...], bool]] = [
     (f"{LRM}35202{LRM}-{LRM}1234567{LRM}-{LRM}1{LRM}", (A,), (), False),
     (f"{RLM}۳۵۲۰۲{RLM}-{RLM}۱۲۳۴۵۶۷{RLM}-{RLM}۱", (A,), (), False),
     (f"35202{ALM}-1234567{ALM}-1", (A,), (), False),
-    (f"\u202b35202-1234567-1\u202c", (A,), (), False),
-    (f"\u2067352021234567\u20691", (A,), (), False),
-    (f"3520\u200d2123\u200c45671\ufeff", (A,), (), False),
+    ("\u202b35202-1234567-1\u202c", (A,), (), False),
+    ("\u2067352021234567\u20691", (A,), (), False),
+    ("3520\u200d2123\u200c45671\ufeff", (A,), (), False),
     # words around the number
     ("CNIC: 35202-1234567-1", (A,), (), False),
     ("cnic#3520212345671.", (A,), (), False),
@@ -66,7 +66,7 @@ CASES: list[tuple[str, tuple[str, ...], tuple[str, ...], bool]] = [
     # several CNICs, separated by anything
     (f"{A} {B}", (A, B), (), False),
     (f"{A}-{B}", (A, B), (), False),
-    (f"35202-1234567-1 35202-1234567-2", (A, B), (), False),
+    ("35202-1234567-1 35202-1234567-2", (A, B), (), False),
     (f"{A}, {B}\n{C}", (A, B, C), (), False),
     (f"{A} and {B}", (A, B), (), False),
     (f"{A} {A} {B} {A}", (A, B), (), False),

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from appliance.errors import ModemCommandError, PduError
+from appliance.errors import ModemCommandError
 from appliance.modem.engine import Modem, ModemSettings, ModemState, ModemStatus
 from appliance.modem.pdu import Deliver
 from appliance.store import Job, SubmittedPart

@@ -436,13 +436,13 @@ class Modem:
                 self.log.debug("CMGR %s,%d: %s", mem, index, exc)
                 lines = ()
             pdu_line = _pdu_after(lines, _CMGR)
-            stat = next((int(m.group(1)) for line in lines if (m := _CMGR.match(line))), 0)
+            stat = next((int(h.group(1)) for line in lines if (h := _CMGR.match(line))), 0)
             if pdu_line is not None and stat in (0, 1):
                 self._deliver(pdu_line, index=index)
             if self._mem1 != self.settings.storage:
-                m = self.settings.storage
-                sess.run(f'AT+CPMS="{m}"', t)
-                self._mem1 = m
+                home = self.settings.storage
+                sess.run(f'AT+CPMS="{home}"', t)
+                self._mem1 = home
 
     def _sweep(self, sess: ATSession) -> None:
         """Read every stored message (``AT+CMGL=4``: all, PDU mode), persist, then delete

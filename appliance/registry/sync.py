@@ -26,7 +26,6 @@ from __future__ import annotations
 import errno
 import fcntl
 import logging
-import os
 import sqlite3
 import tempfile
 import time
