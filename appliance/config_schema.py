@@ -228,6 +228,10 @@ class ModemConfig:
     storage: str = key("SM", doc="message storage (AT+CPMS)", choices=("SM", "ME", "MT"),
                       what="a message storage")
     cmms: bool = key(True, doc="keep the radio link open between parts (AT+CMMS=2)")
+    send_mode: str = key("stored", doc="stored = write each part (AT+CMGW) then send it "
+                         "(AT+CMSS), so that after a crash the modem tells whether it left "
+                         "(no duplicate reply); direct = AT+CMGS, one round trip less",
+                         choices=("stored", "direct"))
     status_reports: bool = key(True, doc="ask for delivery reports (TP-SRR)")
     concat_ref16: bool = key(False, doc="16-bit concatenation reference (IEI 0x08, "
                              "TS 23.040 §9.2.3.24.8)")

@@ -38,11 +38,15 @@ from .outbound import Backoff, ErrorClass, State, classify
 from .registry.lookup import Registry, RegistryInfo, is_stale
 from .registry.status import sync_status
 from .responder import Policy, RegistryState, Templates, load_templates, respond
-from .store import Job, Outbound, Store, SubmittedPart
+from .store import Job, Outbound, StoredPart, Store, SubmittedPart
 
 log = logging.getLogger(__name__)
 
 Listener = Callable[[str, dict[str, Any]], None]
+
+#: Longer than any send can take (parts × send timeout): a reply still "sending" after this
+#: belongs to a modem that died mid-send and never came back to resolve it.
+STUCK_SENDING_S = 1800.0
 
 #: A modem must stay down this long before it is an alarm (and maybe an SMS).
 MODEM_DOWN_ALARM_AFTER_S = 60.0
@@ -283,7 +287,12 @@ class Service:
         self.bank.poke(modem)
 
     def _answer_leftovers(self) -> None:
-        """Answer rows a crash or an error left ``new`` (their SIM copy is already gone)."""
+        """Answer rows a crash or an error left ``new`` (their SIM copy is already gone),
+        and requeue replies whose modem never came back to say whether they left."""
+        stuck = self.store.requeue_stuck(time.time() - STUCK_SENDING_S)
+        if stuck:
+            log.warning("%d repl(ies) stuck in 'sending' (modem gone); sending again", stuck)
+            self.bank.poke(None)
         for row in self.store.inbound_with_status("new", older_than=time.time() - 1):
             try:
                 self._answer(row.modem, [row.id], row.sender or "", row.sender_type,
@@ -322,6 +331,24 @@ class Service:
     def part_sent(self, job: Job, part: SubmittedPart) -> None:
         self.store.record_parts(job, [part])
         self.bank.part_sent(job.modem, part.submitted_at)
+
+    def part_stored(self, job: Job, part: SubmittedPart) -> None:
+        self.store.record_stored(job, part)
+
+    def stored_parts(self, modem: str) -> list[StoredPart]:
+        return self.store.stored_parts(modem)
+
+    def part_resolved(self, part: StoredPart, *, sent: bool, mr: int | None) -> None:
+        self.store.resolve_part(part.part_id, sent=sent, mr=mr)
+        log.info("reply %d: a part stored before the stop was %s", part.outbound_id,
+                 "sent" if sent else "not sent")
+
+    def recovery_done(self, modem: str) -> None:
+        sent, resent = self.store.recover_after_crash(modem)
+        self.stats["crash_sent"] += sent
+        self.stats["crash_resent"] += resent
+        if resent:
+            self.bank.poke(modem)
 
     def job_done(self, job: Job, error: BaseException | None,
                  parts: list[SubmittedPart]) -> None:

@@ -120,7 +120,11 @@ class Part(_Base):
     modem = pw.CharField()
     concat_ref = pw.IntegerField(null=True)
     mr = pw.IntegerField(null=True)
-    status = pw.CharField(default="sent")       # sent | delivered | failed
+    # stored (written to the modem's memory, AT+CMSS not yet answered) | sent | unsent
+    # (found unsent after a crash) | delivered | failed
+    status = pw.CharField(default="sent")
+    storage_index = pw.IntegerField(null=True)  # AT+CMGW index while stored
+    pdu = pw.TextField(null=True)               # as written, to recognise it after a crash
     submitted_at = pw.FloatField()
     report_status = pw.IntegerField(null=True)
     report_at = pw.FloatField(null=True)
@@ -157,6 +161,18 @@ class SubmittedPart:
     concat_ref: int | None
     mr: int | None
     submitted_at: float
+    storage_index: int | None = None
+    pdu: str | None = None
+
+
+@dataclass(frozen=True)
+class StoredPart:
+    """A part written to a modem's memory whose AT+CMSS was not seen answered."""
+
+    part_id: int
+    outbound_id: int
+    storage_index: int
+    pdu: str
 
 
 class Store:
@@ -275,14 +291,29 @@ class Store:
                             attempts=Outbound.attempts + 1).where(Outbound.id == row.id).execute()
         return Job(row.id, row.recipient, row.text, row.attempts + 1, modem)
 
+    def record_stored(self, job: Job, part: SubmittedPart) -> None:
+        """A part is in the modem's memory (``+CMGW: index``), about to be sent by
+        ``AT+CMSS``. Committed first, so that after a crash the modem can be asked whether
+        it left (its <stat> turns to "stored sent")."""
+        with db.atomic("IMMEDIATE"):
+            Part.insert(outbound=job.outbound_id, attempt=job.attempt, seq=part.seq,
+                        total=part.total, modem=job.modem, concat_ref=part.concat_ref,
+                        status="stored", storage_index=part.storage_index, pdu=part.pdu,
+                        submitted_at=part.submitted_at).execute()
+
     def record_parts(self, job: Job, parts: Sequence[SubmittedPart]) -> None:
-        """Record parts as they leave; called after each ``+CMGS: mr`` so that a crash
-        between parts knows which were on the air."""
+        """Record parts as they leave; called after each ``+CMGS``/``+CMSS: mr`` so that a
+        crash between parts knows which were on the air."""
         with db.atomic("IMMEDIATE"):
             for p in parts:
-                Part.insert(outbound=job.outbound_id, attempt=job.attempt, seq=p.seq,
-                            total=p.total, modem=job.modem, concat_ref=p.concat_ref, mr=p.mr,
-                            submitted_at=p.submitted_at).execute()
+                updated = (Part.update(mr=p.mr, status="sent", storage_index=None)
+                           .where((Part.outbound == job.outbound_id)
+                                  & (Part.attempt == job.attempt) & (Part.seq == p.seq)
+                                  & (Part.modem == job.modem)).execute())
+                if not updated:
+                    Part.insert(outbound=job.outbound_id, attempt=job.attempt, seq=p.seq,
+                                total=p.total, modem=job.modem, concat_ref=p.concat_ref,
+                                mr=p.mr, submitted_at=p.submitted_at).execute()
             first = min((p.submitted_at for p in parts), default=None)
             if first is not None:
                 Outbound.update(first_submit_at=first).where(
@@ -302,24 +333,59 @@ class Store:
             fields.update(status=new.value, updated_at=time.time())
             Outbound.update(**fields).where(Outbound.id == outbound_id).execute()
 
-    def recover_after_crash(self) -> tuple[int, int]:
-        """Replies left in ``sending`` by a crash: all parts acknowledged → ``sent``; else
-        back to ``queued`` to be sent again whole (at-least-once). Returns (sent, resent)."""
+    def recover_after_crash(self, modem: str | None = None) -> tuple[int, int]:
+        """Replies left in ``sending`` by a crash (of ``modem``, or of every modem).
+
+        Every part acknowledged → ``sent``. A part still ``stored`` in a modem's memory →
+        left ``sending`` until that modem's owner has asked the modem whether it left
+        (:meth:`resolve_part`) — unless ``modem`` is given, which means the owner has done
+        so. Otherwise → ``queued``, to be sent again whole: at-least-once, counted in
+        ``resends``. Returns (sent, resent)."""
         sent = resent = 0
+        now = time.time()
         with db.atomic("IMMEDIATE"):
-            for row in Outbound.select().where(Outbound.status == State.SENDING.value):
-                acked = (Part.select().where((Part.outbound == row.id)
-                                             & (Part.attempt == row.attempts)
-                                             & Part.mr.is_null(False)).count())
-                if acked >= row.parts:
-                    Outbound.update(status=State.SENT.value, sent_at=time.time(),
-                                    updated_at=time.time()).where(Outbound.id == row.id).execute()
+            q = Outbound.select().where(Outbound.status == State.SENDING.value)
+            if modem is not None:
+                q = q.where(Outbound.modem == modem)
+            for row in q:
+                parts = list(Part.select().where((Part.outbound == row.id)
+                                                 & (Part.attempt == row.attempts)))
+                if modem is None and any(p.status == "stored" for p in parts):
+                    continue
+                acked = sum(p.mr is not None or p.status == "sent" for p in parts)
+                total = max([row.parts] + [p.total for p in parts])
+                if acked >= total:
+                    Outbound.update(status=State.SENT.value, sent_at=now,
+                                    updated_at=now).where(Outbound.id == row.id).execute()
                     sent += 1
                 else:
                     Outbound.update(status=State.QUEUED.value, resends=Outbound.resends + 1,
-                                    updated_at=time.time()).where(Outbound.id == row.id).execute()
+                                    updated_at=now).where(Outbound.id == row.id).execute()
                     resent += 1
         return sent, resent
+
+    def stored_parts(self, modem: str) -> list[StoredPart]:
+        return [StoredPart(p.id, p.outbound_id, p.storage_index, p.pdu or "")
+                for p in Part.select().where((Part.modem == modem) & (Part.status == "stored")
+                                             & Part.storage_index.is_null(False))]
+
+    def resolve_part(self, part_id: int, *, sent: bool, mr: int | None = None) -> None:
+        """What the modem said about a stored part after a crash."""
+        Part.update(status="sent" if sent else "unsent", mr=mr, storage_index=None).where(
+            Part.id == part_id).execute()
+
+    def requeue_stuck(self, older_than: float) -> int:
+        """Replies ``sending`` for longer than any send can take (their modem never came
+        back to resolve them): send again whole."""
+        with db.atomic("IMMEDIATE"):
+            ids = [r.id for r in Outbound.select(Outbound.id).where(
+                (Outbound.status == State.SENDING.value) & (Outbound.updated_at < older_than))]
+            if ids:
+                Part.update(status="unsent", storage_index=None).where(
+                    Part.outbound.in_(ids) & (Part.status == "stored")).execute()
+                Outbound.update(status=State.QUEUED.value, resends=Outbound.resends + 1,
+                                updated_at=time.time()).where(Outbound.id.in_(ids)).execute()
+        return len(ids)
 
     def match_report(self, modem: str, mr: int, status: int, delivered: bool,
                      final: bool) -> int | None:

@@ -31,6 +31,7 @@ class Handler:
         self.done: list[tuple[Job, BaseException | None, list[SubmittedPart]]] = []
         self.states: list[str] = []
         self.balances: list[tuple[float | None, str]] = []
+        self.stored: list[tuple[Job, SubmittedPart]] = []
         self.hold = threading.Event()
         self.handed = threading.Event()
         self.hold.set()
@@ -67,6 +68,18 @@ class Handler:
 
     def on_balance(self, modem: str, amount: float | None, text: str) -> None:
         self.balances.append((amount, text))
+
+    def part_stored(self, job: Job, part: SubmittedPart) -> None:
+        self.stored.append((job, part))
+
+    def stored_parts(self, modem: str) -> list[Any]:
+        return []
+
+    def part_resolved(self, part: Any, *, sent: bool, mr: int | None) -> None:
+        pass
+
+    def recovery_done(self, modem: str) -> None:
+        pass
 
     def texts(self) -> list[str]:
         return [d.text for _, d in self.inbound if isinstance(d, Deliver)]

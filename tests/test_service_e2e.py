@@ -209,7 +209,8 @@ def test_sigterm_keeps_queued_replies_for_the_next_start(tmp_path: Path, sim: An
         sim.modems[0].faults.registered = True  # receive on sim0, but it cannot send:
         sim.modems[0].faults.cms_error_rate = 1.0  # every submit fails, temporarily
         sim.citizen_send(CITIZEN, 0, CNICS.misses[0])
-        assert wait_until(lambda: any("CMGS" in c for c in sim.modems[0].commands()), 20)
+        assert wait_until(lambda: any("CMSS" in c or "CMGS" in c
+                                  for c in sim.modems[0].commands()), 20)
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.communicate(timeout=20)
@@ -241,3 +242,34 @@ def test_bad_config_gives_one_clear_message(tmp_path: Path, body: str,
     assert "bad.toml" in res.stderr
     for word in expected:
         assert word in res.stderr, res.stderr
+
+
+def test_kill_during_cmss_sends_no_duplicate(tmp_path: Path, sim: Any,
+                                             sample_registry: Path) -> None:
+    """Killed while the modem is sending from memory: after restart the unit asks the
+    modem (AT+CMGR: <stat> 3, "stored sent") and does not send the reply again."""
+    import sqlite3
+
+    sim.modems[0].faults.cmgs_latency = 2.0  # the radio takes 2 s; the kill lands inside
+    config = write_config(tmp_path, sim)
+    proc = start_unit(config)
+    try:
+        sim.citizen_send(CITIZEN, 0, CNICS.misses[0])
+        assert wait_until(lambda: any(c.upper().startswith("+CMSS")
+                                      for c in sim.modems[0].commands()), 20)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        assert wait_until(lambda: len(sim.inbox(CITIZEN)) == 1, 10)  # the modem sent it
+        sim.modems[0].faults.cmgs_latency = 0.0
+        proc = start_unit(config)
+        db = tmp_path / "data" / "state.db"
+
+        def reply_row() -> tuple[str, int] | None:
+            with sqlite3.connect(db) as conn:
+                return conn.execute("SELECT status, resends FROM outbound").fetchone()
+        assert wait_until(lambda: (reply_row() or ("",))[0] == "sent", 20), reply_row()
+        assert reply_row() == ("sent", 0)
+        assert len(sim.inbox(CITIZEN)) == 1
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=20)

@@ -31,7 +31,7 @@ from datetime import timedelta
 from typing import Any, Protocol
 
 from ..errors import ModemCommandError, ModemError, ModemGone, ModemTimeout, PduError
-from ..store import Job, SubmittedPart
+from ..store import Job, StoredPart, SubmittedPart
 from . import pdu as pdumod
 from .port import CALL, POKE, STOP, Item, Port
 from .session import ATSession, Stopping
@@ -98,6 +98,10 @@ class ModemHandler(Protocol):
                  parts: list[SubmittedPart]) -> None: ...
     def on_status(self, status: ModemStatus) -> None: ...
     def on_balance(self, modem: str, amount: float | None, text: str) -> None: ...
+    def part_stored(self, job: Job, part: SubmittedPart) -> None: ...
+    def stored_parts(self, modem: str) -> list[StoredPart]: ...
+    def part_resolved(self, part: StoredPart, *, sent: bool, mr: int | None) -> None: ...
+    def recovery_done(self, modem: str) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -119,6 +123,7 @@ class ModemSettings:
     validity_hours: int = 24
     sweep_interval_s: float = 60.0
     health_interval_s: float = 30.0
+    send_mode: str = "stored"
     balance_ussd: str = ""
     balance_pattern: str = ""
     balance_interval_minutes: float = 360.0
@@ -300,9 +305,35 @@ class Modem:
         except ModemCommandError:
             pass
         self._health(sess)
+        if s.send_mode == "stored":
+            self._resolve_stored(sess)
         self._sweep(sess)
         self.log.info("ready: %s %s IMEI %s", ident.get("manufacturer"), ident.get("model"),
                       ident.get("imei"))
+
+    def _resolve_stored(self, sess: ATSession) -> None:
+        """After a crash: for each part written to memory whose AT+CMSS answer was never
+        recorded, ask the modem. <stat> 3 ("stored sent", TS 27.005 §3.1) means it left;
+        <stat> 2 means it did not, and it is sent now, so the reply completes with no
+        duplicate. A slot that no longer holds our PDU means we cannot know: sent again."""
+        t = self.settings.command_timeout_s
+        for part in self.handler.stored_parts(self.name):
+            try:
+                lines = sess.run(f"AT+CMGR={part.storage_index}", t)
+            except ModemCommandError:
+                lines = ()
+            header = next((h for line in lines if (h := _CMGR.match(line))), None)
+            pdu_line = _pdu_after(lines, _CMGR)
+            if header is None or pdu_line is None or pdu_line.upper() != part.pdu.upper():
+                self.handler.part_resolved(part, sent=False, mr=None)
+                continue
+            if int(header.group(1)) == 3:
+                self.handler.part_resolved(part, sent=True, mr=None)
+            else:
+                mr = sess.send_stored(part.storage_index, timeout=self.settings.send_timeout_s)
+                self.handler.part_resolved(part, sent=True, mr=mr)
+            sess.run(f"AT+CMGD={part.storage_index}", t)
+        self.handler.recovery_done(self.name)
 
     def _unlock_sim(self, sess: ATSession) -> None:
         t = self.settings.command_timeout_s
@@ -450,7 +481,8 @@ class Modem:
         list was taken and before it was stored."""
         t = self.settings.command_timeout_s
         lines = sess.run("AT+CMGL=4", max(t, 30.0))
-        entries = []
+        entries: list[tuple[int, str]] = []
+        leftovers: list[int] = []
         for i, line in enumerate(lines):
             m = _CMGL.match(line)
             # TS 27.005 §3.1 <stat>: 0/1 received (unread/read); 2/3 are stored outgoing
@@ -459,8 +491,14 @@ class Modem:
                 pdu_line = _pdu_after(lines[i:], _CMGL)
                 if pdu_line is not None:
                     entries.append((int(m.group(1)), pdu_line))
+            elif m and self.settings.send_mode == "stored":
+                # Our own leftovers (a CMSS that timed out, a write whose +CMGW: index was
+                # lost in a crash): resolved at start-up already, so never sent from here.
+                leftovers.append(int(m.group(1)))
         for index, pdu_hex in entries:
             self._deliver(pdu_hex, index=index)
+        for index in leftovers:
+            sess.run(f"AT+CMGD={index}", t)
         if entries:
             self.log.info("sweep: %d stored message(s) read", len(entries))
         try:
@@ -558,9 +596,12 @@ class Modem:
                                          ref16=s.concat_ref16, status_report=s.status_reports,
                                          validity=validity, country_code=s.country_code)
             for p in parts:
-                started = time.time()  # "submitted" = handed to the modem (AT+CMGS written)
-                mr = sess.submit(p.tpdu_length, p.pdu, prompt_timeout=s.command_timeout_s,
-                                 timeout=s.send_timeout_s)
+                started = time.time()  # "submitted" = handed to the modem
+                if s.send_mode == "stored":
+                    mr = self._send_stored(sess, job, p, started)
+                else:
+                    mr = sess.submit(p.tpdu_length, p.pdu, prompt_timeout=s.command_timeout_s,
+                                     timeout=s.send_timeout_s)
                 part = SubmittedPart(p.seq, p.total, p.reference, mr, started)
                 sent.append(part)
                 self.handler.part_sent(job, part)
@@ -573,6 +614,27 @@ class Modem:
             self._finish(job, error, sent)
             raise
         self._finish(job, error, sent)
+
+    def _send_stored(self, sess: ATSession, job: Job, p: Any, started: float) -> int:
+        """Write, record, send from memory, delete: a crash at any point leaves either no
+        trace on the modem (sent again) or a slot whose <stat> says whether it left."""
+        s = self.settings
+        index = sess.write_submit(p.tpdu_length, p.pdu, timeout=s.command_timeout_s)
+        self.handler.part_stored(job, SubmittedPart(p.seq, p.total, p.reference, None, started,
+                                                    storage_index=index, pdu=p.pdu))
+        try:
+            mr = sess.send_stored(index, timeout=s.send_timeout_s)
+        except ModemCommandError:
+            self._delete_quietly(sess, index)  # refused: it never left
+            raise
+        self._delete_quietly(sess, index)
+        return mr
+
+    def _delete_quietly(self, sess: ATSession, index: int) -> None:
+        try:
+            sess.run(f"AT+CMGD={index}", self.settings.command_timeout_s)
+        except ModemCommandError as exc:  # the next sweep deletes it
+            self.log.debug("CMGD %d after CMSS: %s", index, exc)
 
     def _finish(self, job: Job, error: BaseException | None,
                 sent: list[SubmittedPart]) -> None:

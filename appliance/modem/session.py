@@ -25,7 +25,7 @@ from .protocol import ATProtocol, Garbage, Prompt, Response, Stray, Urc
 TRACE = 5  # below DEBUG: raw AT traffic
 logging.addLevelName(TRACE, "TRACE")
 
-_CMGS = re.compile(r"\+CMGS:\s*(\d+)")
+_NUMBERED = re.compile(r"(\+CM[A-Z]{2}):\s*(\d+)", re.IGNORECASE)
 
 
 class Stopping(Exception):
@@ -151,7 +151,25 @@ class ATSession:
     def submit(self, tpdu_length: int, pdu_hex: str, *, prompt_timeout: float,
                timeout: float) -> int:
         """One SMS-SUBMIT: ``AT+CMGS=n``, ``> ``, PDU + Ctrl-Z, ``+CMGS: mr`` (TS 27.005 §3.5.1)."""
-        command = f"AT+CMGS={tpdu_length}"
+        return self._with_pdu(f"AT+CMGS={tpdu_length}", pdu_hex, "+CMGS",
+                              prompt_timeout=prompt_timeout, timeout=timeout)
+
+    def write_submit(self, tpdu_length: int, pdu_hex: str, *, timeout: float) -> int:
+        """Store an SMS-SUBMIT unsent: ``AT+CMGW=n,2`` … ``+CMGW: index`` (§3.5.3)."""
+        return self._with_pdu(f"AT+CMGW={tpdu_length},2", pdu_hex, "+CMGW",
+                              prompt_timeout=timeout, timeout=timeout)
+
+    def send_stored(self, index: int, *, timeout: float) -> int:
+        """Send a stored message: ``AT+CMSS=index`` → ``+CMSS: mr`` (§3.5.2)."""
+        command = f"AT+CMSS={index}"
+        self._write(self.proto.command(command))
+        # Uninterruptible like CMGS: its +CMSS: mr must be recorded.
+        ev = self._await(time.monotonic() + timeout, False, command, interruptible=False)
+        assert isinstance(ev, Response)
+        return self._reference(command, ev, "+CMSS")
+
+    def _with_pdu(self, command: str, pdu_hex: str, answer: str, *, prompt_timeout: float,
+                  timeout: float) -> int:
         self._write(self.proto.command(command, prompt=True))
         ev = self._await(time.monotonic() + prompt_timeout, True, f"the > prompt of {command}",
                          interruptible=False)
@@ -161,11 +179,15 @@ class ATSession:
         self._write(self.proto.pdu(pdu_hex))
         ev = self._await(time.monotonic() + timeout, False, command, interruptible=False)
         assert isinstance(ev, Response)
+        return self._reference(command, ev, answer)
+
+    def _reference(self, command: str, ev: Response, answer: str) -> int:
+        """The number in ``+CMGS: <mr>`` / ``+CMSS: <mr>`` / ``+CMGW: <index>``."""
         for line in self._lines_or_raise(command, ev):
-            m = _CMGS.search(line)
-            if m:
-                return int(m.group(1))
-        raise ModemCommandError(f"{command} answered OK without +CMGS: <mr>")
+            m = _NUMBERED.match(line)
+            if m and m.group(1).upper() == answer:
+                return int(m.group(2))
+        raise ModemCommandError(f"{command} answered OK without {answer}: <number>")
 
     def wait_urc(self, name: str, timeout: float) -> Urc | None:
         """Wait for one URC by name (``+CUSD`` after ``AT+CUSD=1,…``); others are kept."""

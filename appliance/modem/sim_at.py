@@ -68,7 +68,8 @@ class Reply:
 
     lines: list[str] = field(default_factory=list)
     error: str | None = None
-    prompt: int | None = None          # AT+CMGS length: answer "> " and collect a PDU
+    prompt: int | None = None          # AT+CMGS/CMGW length: answer "> " and collect a PDU
+    prompt_stat: int | None = None     # AT+CMGW: store the PDU with this <stat>, not send
     delay: float = 0.0                 # seconds to wait before writing (already scaled)
     before_write: Callable[[], None] | None = None  # runs after the delay, under the lock
 
@@ -201,6 +202,8 @@ def execute_line(modem: SimModem, body: str) -> Reply:
             reply.lines = total.lines
             return reply
         total.delay += reply.delay
+        if reply.before_write is not None:  # AT+CMSS hands a message to the network
+            total.before_write = reply.before_write
     return total
 
 

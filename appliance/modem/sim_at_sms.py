@@ -13,7 +13,9 @@ from typing import TYPE_CHECKING
 from appliance.errors import PduError
 from appliance.modem import sim_pdu
 from appliance.modem.sim_at import Command, Reply, handler, ok
-from appliance.modem.sim_storage import REC_READ, REC_UNREAD, STO_SENT, STO_UNSENT, Memory
+from appliance.modem.sim_storage import (
+    REC_READ, REC_UNREAD, STO_SENT, STO_UNSENT, Memory, StoredMessage,
+)
 
 if TYPE_CHECKING:
     from appliance.modem.sim_modem import SimModem
@@ -202,8 +204,9 @@ def _cmgs(m: SimModem, c: Command) -> Reply:
     return Reply(prompt=length, delay=m.scaled(m.faults.slow_prompt))
 
 
-def submit_pdu(m: SimModem, pdu_hex: str, length: int) -> Reply:
-    """The PDU after ``> `` ended by Ctrl-Z (TS 27.005 §3.5.1): check, hand to the network."""
+def _checked_submit(m: SimModem, pdu_hex: str, length: int,
+                    command: str) -> sim_pdu.Submit | Reply:
+    """Decode an SMS-SUBMIT given after ``> ``; a Reply (+CMS ERROR: 304) when it is bad."""
     try:
         submit = sim_pdu.decode_submit(pdu_hex)
     except PduError as exc:
@@ -211,10 +214,74 @@ def submit_pdu(m: SimModem, pdu_hex: str, length: int) -> Reply:
         m.rejected.append((pdu_hex, str(exc)))
         return m.cms(304)
     if submit.tpdu_length != length:
-        reason = f"AT+CMGS={length} but the TPDU has {submit.tpdu_length} octets"
+        reason = f"{command}={length} but the TPDU has {submit.tpdu_length} octets"
         log.warning("modem %s: rejected SMS-SUBMIT %s: %s", m.name, pdu_hex, reason)
         m.rejected.append((pdu_hex, reason))
         return m.cms(304)
+    return submit
+
+
+def submit_pdu(m: SimModem, pdu_hex: str, length: int) -> Reply:
+    """The PDU after ``> `` ended by Ctrl-Z (TS 27.005 §3.5.1): check, hand to the network."""
+    submit = _checked_submit(m, pdu_hex, length, "AT+CMGS")
+    if isinstance(submit, Reply):
+        return submit
+    return _send(m, submit, pdu_hex, "+CMGS")
+
+
+def write_pdu(m: SimModem, pdu_hex: str, length: int, stat: int) -> Reply:
+    """AT+CMGW (TS 27.005 §3.5.3): store an SMS-SUBMIT in <mem2>, answer +CMGW: <index>."""
+    submit = _checked_submit(m, pdu_hex, length, "AT+CMGW")
+    if isinstance(submit, Reply):
+        return submit
+    mem = m.memories[m.state.cpms[1]]
+    index = mem.put(StoredMessage(pdu_hex, length, stat=stat, kind="submit"))
+    if index is None:
+        return m.cms(322)  # memory full
+    return ok(f"+CMGW: {index}")
+
+
+@handler("+CMGW", needs_sim=True)
+def _cmgw(m: SimModem, c: Command) -> Reply:
+    if c.op == "=?":
+        return ok()
+    values = c.ints()
+    length = values[0] if values else None
+    stat = values[1] if len(values) > 1 and values[1] is not None else STO_UNSENT
+    if length is None or not 1 <= length <= MAX_TPDU or stat not in (STO_UNSENT, STO_SENT):
+        return m.cms(304)
+    return Reply(prompt=length, prompt_stat=stat, delay=m.scaled(m.faults.slow_prompt))
+
+
+@handler("+CMSS", needs_sim=True)
+def _cmss(m: SimModem, c: Command) -> Reply:
+    """Send a stored message (TS 27.005 §3.5.2) and mark it "stored sent", as modems do:
+    after a crash, <stat> 3 tells the host that the message left."""
+    if c.op == "=?":
+        return ok()
+    values = c.ints()
+    index = values[0] if values else None
+    mem = m.memories[m.state.cpms[1]]
+    message = mem.get(index) if index is not None and mem.in_range(index) else None
+    if message is None or message.kind != "submit":
+        return m.cms(321)
+    try:
+        submit = sim_pdu.decode_submit(message.pdu)
+    except PduError:
+        return m.cms(304)
+    reply = _send(m, submit, message.pdu, "+CMSS")
+    if reply.before_write is not None:
+        on_submit = reply.before_write
+
+        def sent() -> None:
+            on_submit()
+            message.stat = STO_SENT
+        reply.before_write = sent
+    return reply
+
+
+def _send(m: SimModem, submit: sim_pdu.Submit, pdu_hex: str, answer: str) -> Reply:
+    """Hand one SMS-SUBMIT to the network after the configured latency and faults."""
     if not m.registered():
         return m.cms(331)
     if submit.smsc is None and not m.smsc:
@@ -228,5 +295,5 @@ def submit_pdu(m: SimModem, pdu_hex: str, length: int) -> Reply:
         reply.delay = delay
         return reply
     mr = m.next_mr()
-    return Reply(lines=[f"+CMGS: {mr}"], delay=delay,
+    return Reply(lines=[f"{answer}: {mr}"], delay=delay,
                  before_write=lambda: m.network.on_submit(m, submit, pdu_hex, mr))

@@ -47,6 +47,7 @@ class SerialSide:
         self._pdu = bytearray()
         self._echo = bytearray()
         self.prompt_len: int | None = None  # set while a PDU is being collected
+        self.prompt_stat: int | None = None  # AT+CMGW: store instead of send
 
     # --- called from any thread ------------------------------------------------------------
 
@@ -87,6 +88,7 @@ class SerialSide:
         self._rx.clear()
         self._pdu.clear()
         self.prompt_len = None
+        self.prompt_stat = None
 
     def open_port(self) -> None:
         self.port = PtyPort(Path(self.modem.port))
@@ -201,10 +203,12 @@ class SerialSide:
         if byte == 0x1A:
             pdu = bytes(self._pdu).decode("latin-1")
             length = self.prompt_len or 0
+            stat = self.prompt_stat
             self.reset_parser()
             self._flush_echo()
             with self.modem.lock:
-                reply = sim_at_sms.submit_pdu(self.modem, pdu, length)
+                reply = (sim_at_sms.submit_pdu(self.modem, pdu, length) if stat is None
+                         else sim_at_sms.write_pdu(self.modem, pdu, length, stat))
             self._send(reply)
         elif byte == 0x1B:
             self.reset_parser()
@@ -246,6 +250,7 @@ class SerialSide:
             data = frame_reply(modem.state, reply, injected)
             if reply.prompt is not None:
                 self.prompt_len = reply.prompt
+                self.prompt_stat = reply.prompt_stat
         self._write(data)
         with modem.lock:
             modem.after_reply()
