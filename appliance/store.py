@@ -365,9 +365,10 @@ class Store:
         return sent, resent
 
     def stored_parts(self, modem: str) -> list[StoredPart]:
-        return [StoredPart(p.id, p.outbound_id, p.storage_index, p.pdu or "")
-                for p in Part.select().where((Part.modem == modem) & (Part.status == "stored")
-                                             & Part.storage_index.is_null(False))]
+        rows = Part.select(Part.id, Part.outbound, Part.storage_index, Part.pdu).where(
+            (Part.modem == modem) & (Part.status == "stored")
+            & Part.storage_index.is_null(False)).tuples()
+        return [StoredPart(pid, oid, index, pdu or "") for pid, oid, index, pdu in rows]
 
     def resolve_part(self, part_id: int, *, sent: bool, mr: int | None = None) -> None:
         """What the modem said about a stored part after a crash."""
