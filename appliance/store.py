@@ -365,7 +365,7 @@ class Store:
         return sent, resent
 
     def stored_parts(self, modem: str) -> list[StoredPart]:
-        rows = Part.select(Part.id, Part.outbound, Part.storage_index, Part.pdu).where(
+        rows: Any = Part.select(Part.id, Part.outbound, Part.storage_index, Part.pdu).where(
             (Part.modem == modem) & (Part.status == "stored")
             & Part.storage_index.is_null(False)).tuples()
         return [StoredPart(pid, oid, index, pdu or "") for pid, oid, index, pdu in rows]
