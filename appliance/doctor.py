@@ -183,8 +183,9 @@ def _modems_live(enabled: Any, snap: dict[str, Any]) -> Iterator[Check]:
             yield Check(PASS, who, f"in service, {signal}")
         elif state == "ready":
             yield Check(WARN, who, f"ready but out of rotation: {m['unavailable']}",
-                        "it returns by itself after the cooldown or the next hour/day; "
-                        "a credit problem needs a recharge")
+                        "after failed sends it returns by itself after the cooldown, over a "
+                        "cap at the next hour/day; a credit problem returns after a recharge "
+                        "(the next balance check) or a service restart")
         elif state == "no network":
             yield Check(FAIL, who, f"not registered on the network, {signal}",
                         "check the antenna and the SIM (section 11, No network)")
@@ -194,7 +195,8 @@ def _modems_live(enabled: Any, snap: dict[str, Any]) -> Iterator[Check]:
             yield Check(WARN, who, f"starting{': ' + err if err else ''}",
                         "wait a minute and run doctor again")
         else:
-            fix = ("fix the SIM (section 11, SIM PIN)" if "SIM" in err
+            fix = ("fix the SIM or its pin (section 11, SIM PIN)"
+                   if "SIM" in err or "PIN" in err
                    else "read `journalctl -u nsor-appliance -n 50`")
             yield Check(FAIL, who, f"{state}: {err}", fix)
 

@@ -84,7 +84,8 @@ class Service:
         self.bank = Bank(self.store, [(m.name, SlotSettings(m.min_interval_s, m.hourly_cap,
                                                            m.daily_cap)) for m in enabled],
                          block_after_failures=rel.block_after_failures,
-                         block_cooldown_s=rel.block_cooldown_s, on_alarm=self.alarms.raise_)
+                         block_cooldown_s=rel.block_cooldown_s, on_alarm=self.alarms.raise_,
+                         on_clear=self.alarms.clear)
         self.modems: dict[str, Modem] = {}
         for m in enabled:
             modem = Modem(ModemSettings.from_config(m, config.unit.country_code), self,
@@ -356,6 +357,7 @@ class Service:
         if error is None:
             self.store.move(job.outbound_id, State.SENT, sent_at=now, last_error=None)
             self.bank.send_succeeded(job.modem)
+            self.alarms.clear("reply_failed")  # replies are leaving again
             self._emit("sent", modem=job.modem, recipient=job.recipient, text=job.text,
                        id=job.outbound_id, parts=len(parts))
             return

@@ -307,3 +307,22 @@ def test_balance_check_by_ussd(sim: Any) -> None:
         assert m.status().balance == pytest.approx(123.45)
     finally:
         m.stop()
+
+
+def test_wrong_pin_is_sent_once_and_never_shown(tmp_path: Path) -> None:
+    """Three wrong PINs lock a SIM (PUK): the reopen loop must not retry a refused PIN,
+    and the PIN must not appear in errors (they reach logs and the status page)."""
+    from appliance.modem.simulator import ModemSpec, Simulator
+
+    with Simulator(tmp_path / "pin", [ModemSpec(pin="1234")], seed=5) as s:
+        handler = Handler()
+        m = Modem(settings(s.modems[0], pin="9876", command_timeout_s=1.0), handler)
+        m.start()
+        try:
+            assert wait_until(lambda: "refused the configured PIN" in m.status().last_error, 10)
+            assert wait_until(lambda: m.status().reopens >= 3, 20)  # it kept trying to open
+            tries = [c for c in s.modems[0].commands() if c.upper().startswith("+CPIN=")]
+            assert len(tries) == 1
+            assert "9876" not in m.status().last_error
+        finally:
+            m.stop()

@@ -4,6 +4,7 @@ registry → reply PDUs captured by the simulator, decoded with an independent d
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -255,7 +256,7 @@ def test_kill_during_cmss_sends_no_duplicate(tmp_path: Path, sim: Any,
     proc = start_unit(config)
     try:
         sim.citizen_send(CITIZEN, 0, CNICS.misses[0])
-        assert wait_until(lambda: any(c.upper().startswith("+CMSS")
+        assert wait_until(lambda: any(re.match(r"\+CMSS=\d", c, re.I)
                                       for c in sim.modems[0].commands()), 20)
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)

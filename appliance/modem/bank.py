@@ -83,12 +83,14 @@ class Slot:
 class Bank:
     def __init__(self, store: Store, slots: Iterable[tuple[str, SlotSettings]], *,
                  block_after_failures: int = 5, block_cooldown_s: float = 600.0,
-                 on_alarm: Callable[[str, str], None] | None = None) -> None:
+                 on_alarm: Callable[[str, str], None] | None = None,
+                 on_clear: Callable[[str], None] | None = None) -> None:
         self.store = store
         self.slots = {name: Slot(name, s) for name, s in slots}
         self.block_after_failures = block_after_failures
         self.block_cooldown_s = block_cooldown_s
         self._on_alarm = on_alarm or (lambda kind, msg: None)
+        self._on_clear = on_clear or (lambda kind: None)
         self._lock = threading.Lock()
         self.pokers: dict[str, Callable[[], None]] = {}
         now = time.time()
@@ -154,7 +156,7 @@ class Bank:
                     slot.block_reason = f"cannot send ({reason}); check SIM credit and plan"
         if block:
             log.warning("modem %s out of rotation: %s", name, slot.block_reason)
-            self._on_alarm("modem_blocked", f"modem {name}: {slot.block_reason}")
+            self._on_alarm(f"modem_blocked:{name}", f"modem {name}: {slot.block_reason}")
             self._redistribute(name)
 
     def readmit(self, name: str) -> None:
@@ -164,6 +166,7 @@ class Bank:
             slot.blocked_until, slot.block_reason, slot.credit_blocked = 0.0, "", False
             slot.consecutive_failures = 0
         log.info("modem %s back in rotation", name)
+        self._on_clear(f"modem_blocked:{name}")
 
     def on_status(self, status: ModemStatus) -> None:
         with self._lock:
@@ -179,7 +182,12 @@ class Bank:
                 slot.blocked_until, slot.block_reason = 0.0, ""
                 slot.consecutive_failures = 0
                 log.info("modem %s re-admitted after cooldown", status.name)
+                readmitted = True
+            else:
+                readmitted = False
             available = not slot.unavailable_reason(now)
+        if readmitted:
+            self._on_clear(f"modem_blocked:{status.name}")
         if was_available and not available:
             self._redistribute(status.name)
         elif available and not was_available and status.name in self.pokers:

@@ -155,6 +155,8 @@ class Modem:
                                              bits=16 if settings.concat_ref16 else 8)
         self._pending_reads: list[tuple[str, int]] = []
         self._mem1 = settings.storage
+        self._pin_rejected = False
+        self.send_mode = settings.send_mode  # may fall back to "direct" at init
         self.heartbeat = time.monotonic()
 
     # -- public, thread-safe ---------------------------------------------------------------
@@ -288,6 +290,14 @@ class Modem:
         sess.run(f'AT+CPMS="{m}","{m}","{m}"', t)
         self._mem1 = m
         self._set_cnmi(sess, t)
+        if self.send_mode == "stored":
+            try:  # TS 27.005 §3.5.2-3: test forms answer OK where the commands exist
+                sess.run("AT+CMGW=?", t)
+                sess.run("AT+CMSS=?", t)
+            except ModemCommandError:
+                self.send_mode = "direct"
+                self._error(f"modem {self.name}: no AT+CMGW/AT+CMSS; sending with AT+CMGS "
+                            "(set send_mode = \"direct\" for it to silence this)")
         if s.smsc:
             sess.run(f'AT+CSCA="{s.smsc}",145', t)
         else:
@@ -305,7 +315,7 @@ class Modem:
         except ModemCommandError:
             pass
         self._health(sess)
-        if s.send_mode == "stored":
+        if self.send_mode == "stored":
             self._resolve_stored(sess)
         self._sweep(sess)
         self.log.info("ready: %s %s IMEI %s", ident.get("manufacturer"), ident.get("model"),
@@ -341,9 +351,22 @@ class Modem:
         state = lines[0].split(":", 1)[-1].strip().upper() if lines else ""
         if state == "READY":
             return
-        if state == "SIM PIN" and self.settings.pin:
-            sess.run(f'AT+CPIN="{self.settings.pin}"', t)
+        if state == "SIM PIN" and self.settings.pin and not self._pin_rejected:
+            try:
+                sess.run(f'AT+CPIN="{self.settings.pin}"', t)
+            except ModemCommandError as exc:
+                # Never retried by the reopen loop: three wrong PINs lock the SIM (PUK).
+                # The message must not carry the PIN (it reaches logs and the status page).
+                self._pin_rejected = True
+                raise ModemCommandError(
+                    f"modem {self.name}: the SIM refused the configured PIN "
+                    f"({exc.kind} {exc.code}); SIM PIN not retried until the service "
+                    "restarts: check pin in the [[modems]] block", kind=exc.kind,
+                    code=exc.code) from None
             return
+        if state == "SIM PIN" and self._pin_rejected:
+            raise ModemCommandError(f"modem {self.name}: SIM PIN needed and the configured "
+                                    "PIN was refused; fix pin and restart", kind="CME")
         hint = {"SIM PIN": "set pin in the [[modems]] block",
                 "SIM PUK": "the SIM is PUK-locked: unlock it in a phone (never retried here)"}
         raise ModemCommandError(f"modem {self.name}: SIM state {state or 'unknown'}; "
@@ -491,7 +514,7 @@ class Modem:
                 pdu_line = _pdu_after(lines[i:], _CMGL)
                 if pdu_line is not None:
                     entries.append((int(m.group(1)), pdu_line))
-            elif m and self.settings.send_mode == "stored":
+            elif m and self.send_mode == "stored":
                 # Our own leftovers (a CMSS that timed out, a write whose +CMGW: index was
                 # lost in a crash): resolved at start-up already, so never sent from here.
                 leftovers.append(int(m.group(1)))
@@ -597,7 +620,7 @@ class Modem:
                                          validity=validity, country_code=s.country_code)
             for p in parts:
                 started = time.time()  # "submitted" = handed to the modem
-                if s.send_mode == "stored":
+                if self.send_mode == "stored":
                     mr = self._send_stored(sess, job, p, started)
                 else:
                     mr = sess.submit(p.tpdu_length, p.pdu, prompt_timeout=s.command_timeout_s,

@@ -103,7 +103,8 @@ class ATSession:
 
     def _write(self, data: bytes) -> None:
         if self.log.isEnabledFor(TRACE):
-            self.log.log(TRACE, ">> %r", data)
+            shown = b'AT+CPIN="****"\r' if data.upper().startswith(b"AT+CPIN=") else data
+            self.log.log(TRACE, ">> %r", shown)
         self.port.write(data)
 
     def _await(self, deadline: float, want_prompt: bool, what: str,
