@@ -161,8 +161,7 @@ class Service:
         for modem in self.modems.values():   # all at once: shutdown waits for the slowest
             modem.request_stop()
         for modem in self.modems.values():
-            modem.stop(timeout=self.config.modems[0].send_timeout_s + 5 if self.config.modems
-                       else 10)
+            modem.stop(timeout=modem.settings.send_timeout_s + 5)
         self.registry.close()
         self.store.close()
         log.info("service stopped")
