@@ -326,3 +326,27 @@ def test_wrong_pin_is_sent_once_and_never_shown(tmp_path: Path) -> None:
             assert "9876" not in m.status().last_error
         finally:
             m.stop()
+
+
+def test_reply_goes_out_when_the_memory_is_full_of_inbound(tmp_path: Path) -> None:
+    """AT+CMGW answers +CMS ERROR: 322 when unanswered SMS fill the SIM: the part is sent
+    with AT+CMGS instead of failing the reply."""
+    from appliance.modem.simulator import ModemSpec, Simulator
+
+    with Simulator(tmp_path / "full", [ModemSpec(sim_capacity=2)], seed=6) as s:
+        handler = Handler()
+        handler.fail_persist = 10**6  # nothing can be stored: the SIM stays full
+        m = Modem(settings(s.modems[0]), handler)
+        m.start()
+        try:
+            assert wait_until(lambda: m.status().state == ModemState.READY, 10)
+            s.citizen_send(CITIZEN, 0, "one")
+            s.citizen_send(CITIZEN, 0, "two")
+            assert wait_until(lambda: len(s.modems[0].stored()) == 2, 5)
+            handler.jobs.append(job("reply while full"))
+            m.poke()
+            assert wait_until(lambda: len(handler.done) == 1, 10)
+            assert handler.done[0][1] is None
+            assert s.inbox(CITIZEN) == ["reply while full"]
+        finally:
+            m.stop()

@@ -642,7 +642,17 @@ class Modem:
         """Write, record, send from memory, delete: a crash at any point leaves either no
         trace on the modem (sent again) or a slot whose <stat> says whether it left."""
         s = self.settings
-        index = sess.write_submit(p.tpdu_length, p.pdu, timeout=s.command_timeout_s)
+        try:
+            index = sess.write_submit(p.tpdu_length, p.pdu, timeout=s.command_timeout_s)
+        except ModemCommandError as exc:
+            if exc.kind != "CMS" or exc.code != 322:
+                raise
+            # Memory full (TS 27.005 §3.2.5): a burst of inbound SMS fills the SIM faster
+            # than sweeps drain it. Send this part directly rather than fail the reply, and
+            # drain the SIM next.
+            sess.memory_full = True
+            return sess.submit(p.tpdu_length, p.pdu, prompt_timeout=s.command_timeout_s,
+                               timeout=s.send_timeout_s)
         self.handler.part_stored(job, SubmittedPart(p.seq, p.total, p.reference, None, started,
                                                     storage_index=index, pdu=p.pdu))
         try:
