@@ -21,7 +21,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from .errors import ApplianceError, ModemCommandError, ModemError, ModemTimeout
+from .errors import ApplianceError, ModemCommandError, ModemGone, ModemTimeout
 
 
 class State(str, enum.Enum):
@@ -63,6 +63,9 @@ class ErrorClass(str, enum.Enum):
     PERMANENT = "permanent"   # this recipient/message will never go: fail the reply
     MODEM = "modem"           # this modem cannot send (credit, barring, no SIM): block it,
                               # hand the reply to another modem without spending an attempt
+    LINK = "link"             # the link to the modem failed (timeout, unplugged): the radio
+                              # may never have seen the reply; try again soon, on any modem,
+                              # without spending one of the reply's attempts
 
 
 # TS 27.005 §3.2.5 (+CMS ERROR) and TS 24.011 §8.2.5.4 (RP-cause values reported as CMS codes).
@@ -107,8 +110,8 @@ def classify(exc: BaseException) -> ErrorClass:
         if exc.kind == "CME" and exc.code in (10, 11, 12, 13, 14, 15, 16, 17, 18):
             return ErrorClass.MODEM  # TS 27.007 §9.2.1: SIM not inserted / PIN / PUK / failure
         return ErrorClass.TEMPORARY
-    if isinstance(exc, (ModemTimeout, ModemError)):
-        return ErrorClass.TEMPORARY
+    if isinstance(exc, (ModemTimeout, ModemGone)):
+        return ErrorClass.LINK
     return ErrorClass.TEMPORARY
 
 

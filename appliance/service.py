@@ -362,7 +362,13 @@ class Service:
             return
         cls = classify(error)
         reason = str(error)
-        if cls is ErrorClass.MODEM:
+        if cls is ErrorClass.LINK:
+            # A hung or unplugged modem is not the reply's fault: the attempt is given back
+            # and the reply waits a moment (another modem takes it while this one is down).
+            self.store.move(job.outbound_id, State.RETRY, last_error=reason,
+                            attempts=Outbound.attempts - 1, next_attempt_at=now + 1.0)
+            self.bank.send_failed(job.modem, modem_fault=False, reason=reason)
+        elif cls is ErrorClass.MODEM:
             # Not the reply's fault: give it back without spending an attempt.
             self.store.move(job.outbound_id, State.QUEUED, last_error=reason,
                             attempts=Outbound.attempts - 1)
