@@ -475,9 +475,12 @@ class Modem:
             else:
                 self.log.debug("URC %s", urc.line)
 
-    def _do_reads(self, sess: ATSession) -> None:
+    def _do_reads(self, sess: ATSession, limit: int = 4) -> None:
+        """Read up to ``limit`` announced messages; the loop then lets a reply go out, so a
+        flood of inbound SMS does not hold every answer back until it has passed."""
         t = self.settings.command_timeout_s
-        while self._pending_reads:
+        while self._pending_reads and limit > 0:
+            limit -= 1
             mem, index = self._pending_reads.pop(0)
             try:
                 if mem != self._mem1:
@@ -489,6 +492,11 @@ class Modem:
                 # other failure leaves the message on the SIM for the next sweep.
                 self.log.debug("CMGR %s,%d: %s", mem, index, exc)
                 lines = ()
+            if lines and not any(_CMGR.match(line) for line in lines):
+                # Someone else's answer (a late one, after a timeout): out of step with the
+                # modem. Never delete on it; resync and let the sweep read the message.
+                raise ModemTimeout(f"AT+CMGR={index} got an answer that is not +CMGR: "
+                                   f"{lines[0]!r}; resynchronising")
             pdu_line = _pdu_after(lines, _CMGR)
             stat = next((int(h.group(1)) for line in lines if (h := _CMGR.match(line))), 0)
             if pdu_line is not None and stat in (0, 1):

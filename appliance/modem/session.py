@@ -25,6 +25,9 @@ from .protocol import ATProtocol, Garbage, Prompt, Response, Stray, Urc
 TRACE = 5  # below DEBUG: raw AT traffic
 logging.addLevelName(TRACE, "TRACE")
 
+#: Resync probes: each answer carries its own line, so none can pass for another's.
+_PROBES = (("AT+CSQ", "+CSQ"), ("AT+CREG?", "+CREG"), ("AT+CPIN?", "+CPIN"))
+
 _NUMBERED = re.compile(r"(\+CM[A-Z]{2}):\s*(\d+)", re.IGNORECASE)
 
 
@@ -207,26 +210,45 @@ class ATSession:
             self._collect_idle()
 
     def resync(self, probe_timeout: float) -> bool:
-        """After a timeout: cancel any PDU entry (ESC), drop what is in flight, and check
-        that the modem answers a command whose reply cannot be a late answer to an older
-        one (``AT+CSQ`` must carry a ``+CSQ:`` line; a stray ``OK`` does not). B4."""
+        """After a timeout, get back in step with the modem (B4). True when in sync.
+
+        Cancel any PDU entry (ESC), forget the pending command, and drain until the line is
+        quiet. Then probe with commands whose answers carry their own line (``+CSQ:``,
+        ``+CREG:``, ``+CPIN:``). A late answer to something older — the ``+CMSS: 2 OK`` of a
+        send that took longer than its timeout, a bare ``OK`` — may still arrive first and
+        look like the probe's answer; it is recognised by the missing line, and then the
+        probe's own answer is waited for *without writing the probe again*: a second probe
+        would take the first one's answer, and every later command would then read the
+        answer of the one before it (an ``AT+CMGR`` the previous message's PDU). Each probe
+        is a different command, so a late answer to an earlier probe cannot pass either.
+        """
         self._write(self.proto.escape())
         self.proto.abort()
-        # Drain by reading, not tcflush(): a flush from this thread races the byte pump
-        # between its select() and read(), and pySerial then reports a readable port that
-        # returned no data as a disconnect (seen as a spurious "gone" at start-up).
-        drain_until = time.monotonic() + 0.3
-        while (item := self._wait_item(drain_until)) is not None:
+        self._drain_quiet(probe_timeout)
+        for command, tag in _PROBES:
+            self._write(self.proto.command(command))
+            deadline = time.monotonic() + probe_timeout
+            while True:
+                try:
+                    ev = self._await(deadline, False, command)
+                except ModemTimeout:
+                    self.proto.abort()
+                    self._drain_quiet(probe_timeout)
+                    break  # try the next probe
+                assert isinstance(ev, Response)
+                if ev.final.ok and any(line.upper().startswith(tag) for line in ev.lines):
+                    return True
+                self.log.debug("resync: %r is not the answer to %s; waiting on", ev, command)
+                self.proto.command(command)  # re-arm the same probe; nothing is written
+        return False
+
+    def _drain_quiet(self, limit: float, quiet: float = 0.3) -> None:
+        """Read (never tcflush: that races the byte pump) until nothing has come for
+        ``quiet`` seconds, or ``limit`` has passed. What comes is Stray or a URC."""
+        end = time.monotonic() + limit
+        while (now := time.monotonic()) < end:
+            item = self._wait_item(min(end, now + quiet))
+            if item is None:
+                return
             self._take(item)
             self._collect_idle()
-        for _ in range(3):
-            try:
-                lines = self.run("AT+CSQ", probe_timeout)
-            except ModemTimeout:
-                self.proto.abort()
-                continue
-            except ModemCommandError:
-                return True  # it answered: in sync, even if CSQ is unsupported
-            if any(line.startswith("+CSQ") for line in lines):
-                return True
-        return False
