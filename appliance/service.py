@@ -48,6 +48,9 @@ Listener = Callable[[str, dict[str, Any]], None]
 #: belongs to a modem that died mid-send and never came back to resolve it.
 STUCK_SENDING_S = 1800.0
 
+#: Link failures (timeouts, unplugs) a reply may meet, per allowed attempt, before it fails.
+LINK_FAILURES_PER_ATTEMPT = 3
+
 #: A modem must stay down this long before it is an alarm (and maybe an SMS).
 MODEM_DOWN_ALARM_AFTER_S = 60.0
 
@@ -362,11 +365,21 @@ class Service:
             return
         cls = classify(error)
         reason = str(error)
-        if cls is ErrorClass.LINK:
+        link_limit = LINK_FAILURES_PER_ATTEMPT * self.config.reliability.max_attempts
+        if cls is ErrorClass.LINK and self.store.link_failures(job.outbound_id) + 1 >= link_limit:
+            # Every modem it met hung or vanished: something about this reply (or the whole
+            # bank) is wrong. Stop and tell a technician rather than retry for ever.
+            self.store.move(job.outbound_id, State.FAILED, last_error=reason,
+                            link_failures=Outbound.link_failures + 1)
+            self.bank.send_failed(job.modem, modem_fault=False, reason=reason)
+            self.alarms.raise_("reply_failed", f"reply {job.outbound_id} failed: {link_limit} "
+                               f"timeouts or disconnects while sending; last: {reason}")
+        elif cls is ErrorClass.LINK:
             # A hung or unplugged modem is not the reply's fault: the attempt is given back
             # and the reply waits a moment (another modem takes it while this one is down).
             self.store.move(job.outbound_id, State.RETRY, last_error=reason,
-                            attempts=Outbound.attempts - 1, next_attempt_at=now + 1.0)
+                            attempts=Outbound.attempts - 1, next_attempt_at=now + 1.0,
+                            link_failures=Outbound.link_failures + 1)
             self.bank.send_failed(job.modem, modem_fault=False, reason=reason)
         elif cls is ErrorClass.MODEM:
             # Not the reply's fault: give it back without spending an attempt.

@@ -95,6 +95,7 @@ class Outbound(_Base):
     status = pw.CharField(default=State.QUEUED.value)
     attempts = pw.IntegerField(default=0)
     resends = pw.IntegerField(default=0)        # whole resends after a crash mid-send
+    link_failures = pw.IntegerField(default=0)  # timeouts / unplugs (attempts given back)
     parts = pw.IntegerField(default=1)
     next_attempt_at = pw.FloatField(default=0.0)
     created_at = pw.FloatField()
@@ -332,6 +333,10 @@ class Store:
             check_move(row.status, new.value)
             fields.update(status=new.value, updated_at=time.time())
             Outbound.update(**fields).where(Outbound.id == outbound_id).execute()
+
+    def link_failures(self, outbound_id: int) -> int:
+        row = Outbound.get_or_none(Outbound.id == outbound_id)
+        return int(row.link_failures) if row is not None else 0
 
     def recover_after_crash(self, modem: str | None = None) -> tuple[int, int]:
         """Replies left in ``sending`` by a crash (of ``modem``, or of every modem).

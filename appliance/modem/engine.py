@@ -589,6 +589,18 @@ class Modem:
         except ModemCommandError:
             pass
         self._set(rssi=rssi, operator=operator)
+        try:
+            lines = sess.run("AT+CPIN?", t)
+            sim = lines[0].split(":", 1)[-1].strip().upper() if lines else ""
+        except ModemCommandError as exc:  # +CME ERROR: 10 = SIM not inserted (§9.2.1)
+            sim = f"unreadable ({exc})"
+        if sim and sim != "READY":
+            # A SIM pulled or locked at run time: out of rotation, and say why (rather
+            # than "no network"). The next health check re-admits it once the SIM is back.
+            self._set(state=ModemState.FAILED, registered=False,
+                      last_error=f"modem {self.name}: SIM state {sim}; check the SIM",
+                      last_error_at=time.time())
+            return
         self._registration(stat)
         st = self._status
         if st.sim_used and st.sim_total and st.sim_used >= st.sim_total:
@@ -628,14 +640,19 @@ class Modem:
                                          validity=validity, country_code=s.country_code)
             for p in parts:
                 started = time.time()  # "submitted" = handed to the modem
+                index = None
                 if self.send_mode == "stored":
-                    mr = self._send_stored(sess, job, p, started)
+                    mr, index = self._send_stored(sess, job, p, started)
                 else:
                     mr = sess.submit(p.tpdu_length, p.pdu, prompt_timeout=s.command_timeout_s,
                                      timeout=s.send_timeout_s)
                 part = SubmittedPart(p.seq, p.total, p.reference, mr, started)
                 sent.append(part)
+                # Recorded before the slot is deleted: a stop or a crash in between must
+                # not make a sent part look unsent (it would be sent again).
                 self.handler.part_sent(job, part)
+                if index is not None:
+                    self._delete_quietly(sess, index)
                 with self._lock:
                     self._status.sent_parts += 1
         except (ModemCommandError, PduError) as exc:
@@ -646,9 +663,11 @@ class Modem:
             raise
         self._finish(job, error, sent)
 
-    def _send_stored(self, sess: ATSession, job: Job, p: Any, started: float) -> int:
-        """Write, record, send from memory, delete: a crash at any point leaves either no
-        trace on the modem (sent again) or a slot whose <stat> says whether it left."""
+    def _send_stored(self, sess: ATSession, job: Job, p: Any,
+                     started: float) -> tuple[int, int | None]:
+        """Write, record, send from memory (the caller records, then deletes): a crash at
+        any point leaves either no trace on the modem (sent again) or a slot whose <stat>
+        says whether it left. Returns (mr, index to delete)."""
         s = self.settings
         try:
             index = sess.write_submit(p.tpdu_length, p.pdu, timeout=s.command_timeout_s)
@@ -660,7 +679,7 @@ class Modem:
             # drain the SIM next.
             sess.memory_full = True
             return sess.submit(p.tpdu_length, p.pdu, prompt_timeout=s.command_timeout_s,
-                               timeout=s.send_timeout_s)
+                               timeout=s.send_timeout_s), None
         self.handler.part_stored(job, SubmittedPart(p.seq, p.total, p.reference, None, started,
                                                     storage_index=index, pdu=p.pdu))
         try:
@@ -668,8 +687,7 @@ class Modem:
         except ModemCommandError:
             self._delete_quietly(sess, index)  # refused: it never left
             raise
-        self._delete_quietly(sess, index)
-        return mr
+        return mr, index
 
     def _delete_quietly(self, sess: ATSession, index: int) -> None:
         try:
