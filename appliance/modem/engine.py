@@ -328,16 +328,11 @@ class Modem:
         duplicate. A slot that no longer holds our PDU means we cannot know: sent again."""
         t = self.settings.command_timeout_s
         for part in self.handler.stored_parts(self.name):
-            try:
-                lines = sess.run(f"AT+CMGR={part.storage_index}", t)
-            except ModemCommandError:
-                lines = ()
-            header = next((h for line in lines if (h := _CMGR.match(line))), None)
-            pdu_line = _pdu_after(lines, _CMGR)
-            if header is None or pdu_line is None or pdu_line.upper() != part.pdu.upper():
+            stat = self._slot_stat(sess, part.storage_index, part.pdu)
+            if stat is None:
                 self.handler.part_resolved(part, sent=False, mr=None)
                 continue
-            if int(header.group(1)) == 3:
+            if stat == 3:
                 self.handler.part_resolved(part, sent=True, mr=None)
             else:
                 mr = sess.send_stored(part.storage_index, timeout=self.settings.send_timeout_s)
@@ -664,7 +659,7 @@ class Modem:
         self._finish(job, error, sent)
 
     def _send_stored(self, sess: ATSession, job: Job, p: Any,
-                     started: float) -> tuple[int, int | None]:
+                     started: float) -> tuple[int | None, int | None]:
         """Write, record, send from memory (the caller records, then deletes): a crash at
         any point leaves either no trace on the modem (sent again) or a slot whose <stat>
         says whether it left. Returns (mr, index to delete)."""
@@ -687,7 +682,30 @@ class Modem:
         except ModemCommandError:
             self._delete_quietly(sess, index)  # refused: it never left
             raise
+        except ModemTimeout:
+            # The network took longer than send_timeout_s. The modem may still have sent
+            # it: get back in step and ask the slot before calling the part unsent (which
+            # would send the reply twice).
+            if not sess.resync(min(3.0, s.command_timeout_s)):
+                raise
+            if self._slot_stat(sess, index, p.pdu) != 3:
+                self._delete_quietly(sess, index)
+                raise
+            self.log.info("AT+CMSS=%d timed out but the part left (stored sent)", index)
+            return None, index
         return mr, index
+
+    def _slot_stat(self, sess: ATSession, index: int, pdu_hex: str) -> int | None:
+        """<stat> of memory slot ``index`` if it still holds ``pdu_hex``, else None."""
+        try:
+            lines = sess.run(f"AT+CMGR={index}", self.settings.command_timeout_s)
+        except ModemCommandError:
+            return None
+        header = next((h for line in lines if (h := _CMGR.match(line))), None)
+        pdu_line = _pdu_after(lines, _CMGR)
+        if header is None or pdu_line is None or pdu_line.upper() != pdu_hex.upper():
+            return None
+        return int(header.group(1))
 
     def _delete_quietly(self, sess: ATSession, index: int) -> None:
         try:
