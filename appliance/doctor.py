@@ -97,6 +97,7 @@ def run_checks(config_path: Path, *, timeout: float = 3.0) -> Iterator[Check]:
         for m in enabled:
             yield from _modem_direct(m, timeout)
     yield from _registry(config)
+    yield from _deployment(config)
     yield _disk(config)
     yield _data_dir(config)
     yield _secret(config)
@@ -240,6 +241,44 @@ def _registry(config: Any) -> Iterator[Check]:
                     f"attempt(s): {err.get('message', '?')}",
                     "`sudo nsor registry status` shows the details; `sudo nsor sync` retries")
     yield check_clock(now, info.signed_at, CLOCK_SKEW)
+
+
+#: Key id of the DEMO root shipped in firmware_config/ (its private keys were discarded).
+DEMO_ROOT_KEYID = "32410d8461f3e9e4940c12e81eb158bf215fcbc7877c65bf2ca058087597411c"
+#: The placeholder correction number in the shipped replies.toml.
+PLACEHOLDER_CORRECTION = "0800-00000"
+
+
+def _deployment(config: Any) -> Iterator[Check]:
+    """What the shipped files leave for the operator to fill in before a unit goes live."""
+    import json
+
+    syncing = bool(config.registry.repository_url)
+    try:
+        root = json.loads(Path(config.registry.trusted_root).read_text())
+        keyids = set(root["signed"]["roles"]["root"]["keyids"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        if syncing:  # without a repository the root is never used
+            yield Check(FAIL, "registry: trusted root", f"{config.registry.trusted_root} "
+                        f"unreadable ({exc})", "flash the operator's registry_root.json "
+                        "(firmware_config/README-registry-keys.md)")
+        keyids = set()
+    if DEMO_ROOT_KEYID in keyids:
+        yield Check(WARN, "registry: trusted root", "is the DEMO root: no signed registry "
+                    "will ever be accepted", "flash the operator's registry_root.json "
+                    "(firmware_config/README-registry-keys.md)")
+    if not syncing:
+        yield Check(WARN, "registry: sync", "repository_url is empty: the registry is never "
+                    "updated and goes stale after max_age_hours",
+                    "set [registry] repository_url to the publisher's address")
+    try:
+        replies = Path(config.replies.templates).read_text(encoding="utf-8")
+    except OSError:
+        replies = ""
+    if PLACEHOLDER_CORRECTION in replies:
+        yield Check(WARN, "replies: correction number", f"still the placeholder "
+                    f"{PLACEHOLDER_CORRECTION}: citizens are told to call a number that "
+                    "does not exist", f"set the real number in {config.replies.templates}")
 
 
 def check_clock(now: datetime, signed_at: datetime | None, skew: timedelta) -> Check:

@@ -265,3 +265,27 @@ def test_send_test_refuses_an_unknown_modem(tmp_path: Path, sim: Any) -> None:
     assert proc.returncode != 0
     assert "sim7" in proc.stderr and "sim0, sim1" in proc.stderr
     assert not (tmp_path / "data" / "state.db").exists()
+
+
+def test_doctor_warns_about_what_the_operator_must_fill_in(tmp_path: Path) -> None:
+    """The shipped files carry a DEMO trusted root, no repository URL and a placeholder
+    correction number: fine for the demo, wrong for a unit in the field."""
+    from appliance.doctor import FAIL as FAIL_, WARN, _deployment
+    from appliance.config import config_from_dict
+
+    demo = config_from_dict({"replies": {"templates": str(FIRMWARE_CONFIG / "replies.toml")},
+                             "registry": {"trusted_root":
+                                          str(FIRMWARE_CONFIG / "registry_root.json")}},
+                            base_dir=tmp_path)
+    found = {c.what: c.level for c in _deployment(demo)}
+    assert found == {"registry: trusted root": WARN, "registry: sync": WARN,
+                     "replies: correction number": WARN}
+    replies = tmp_path / "replies.toml"
+    replies.write_text((FIRMWARE_CONFIG / "replies.toml").read_text(encoding="utf-8")
+                       .replace("0800-00000", "0800-12345"), encoding="utf-8")
+    live = config_from_dict({"replies": {"templates": str(replies)},
+                             "registry": {"repository_url": "https://registry.example/nsor",
+                                          "trusted_root": str(tmp_path / "missing.json")}},
+                            base_dir=tmp_path)
+    found = {c.what: c.level for c in _deployment(live)}
+    assert found == {"registry: trusted root": FAIL_}
