@@ -274,3 +274,50 @@ def test_kill_during_cmss_sends_no_duplicate(tmp_path: Path, sim: Any,
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.communicate(timeout=20)
+
+
+def test_delivery_reports_mark_the_reply_delivered(service: Any, sim: Any) -> None:
+    from appliance.store import Outbound
+
+    sim.citizen_send(CITIZEN, 0, f"{CNICS.hits[0]} {CNICS.hits[1]}")  # a multipart reply
+    assert wait_until(lambda: len(sim.inbox(CITIZEN)) == 1, 15)
+    assert wait_until(lambda: Outbound.select().where(
+        Outbound.status == "delivered").count() == 1, 15), \
+        [(o.status, o.parts) for o in Outbound.select()]
+    row = Outbound.get()
+    assert row.parts >= 2 and row.delivered_at is not None
+
+
+def test_a_permanent_error_fails_the_reply_with_an_alarm(service: Any, sim: Any) -> None:
+    from appliance.store import Outbound
+
+    sim.modems[0].faults.cms_error_rate = 1.0
+    sim.modems[0].faults.cms_error_code = 1  # unassigned number: never retried
+    sim.citizen_send(CITIZEN, 0, CNICS.misses[0])
+    assert wait_until(lambda: Outbound.select().where(Outbound.status == "failed").count()
+                      == 1, 15)
+    row = Outbound.get()
+    assert row.attempts == 1 and "+CMS ERROR: 1" in (row.last_error or "")
+    assert "reply_failed" in {a.kind for a in service.alarms.active()}
+    assert not sim.inbox(CITIZEN)
+
+
+def test_an_incomplete_long_sms_is_answered_after_the_timeout(
+        tmp_path: Path, sim: Any, sample_registry: Path) -> None:
+    """Part 2 of 2 never arrives: after reassembly_timeout_s the unit answers what it has."""
+    from datetime import datetime, timezone
+
+    from appliance.modem.pdu import encode_deliver
+    from appliance.service import Service
+
+    text = f"{format_cnic(CNICS.hits[0])} " + "x" * 170  # two GSM-7 parts
+    parts = encode_deliver(CITIZEN, text, timestamp=datetime.now(timezone.utc), reference=9)
+    assert len(parts) == 2
+    svc = Service(unit_config(tmp_path, sim, limits={"reassembly_timeout_s": 10}))
+    svc.start()
+    try:
+        sim.store_pdu(0, parts[0])  # only part 1
+        assert wait_until(lambda: len(sim.inbox(CITIZEN)) == 1, 40)
+        assert "خبردار" in sim.inbox(CITIZEN)[0]  # the CNIC in part 1 was answered
+    finally:
+        svc.stop()
