@@ -202,12 +202,18 @@ class Store:
         """Insert an inbound PDU once. Returns (id, created). Durable when it returns."""
         now = time.time()
         fields.setdefault("received_at", now)
+        # Plain SQL on the per-SMS path: building peewee queries cost ~40 % of the service's
+        # CPU per SMS in the benchmark's profile.
         with db.atomic("IMMEDIATE"):
-            row = Inbound.get_or_none((Inbound.modem == fields["modem"])
-                                      & (Inbound.pdu_hash == fields["pdu_hash"]))
+            row = db.execute_sql("SELECT id FROM inbound WHERE modem = ? AND pdu_hash = ?",
+                                 (fields["modem"], fields["pdu_hash"])).fetchone()
             if row is not None:
-                return row.id, False
-            return Inbound.insert(**fields).execute(), True
+                return int(row[0]), False
+            cols = ", ".join(fields)
+            marks = ", ".join("?" * len(fields))
+            cur = db.execute_sql(f"INSERT INTO inbound ({cols}) VALUES ({marks})",
+                                 tuple(fields.values()))
+            return int(cur.lastrowid), True
 
     def inbound(self, inbound_id: int) -> Inbound:
         return Inbound.get_by_id(inbound_id)
@@ -272,25 +278,33 @@ class Store:
         """Claim the next reply for ``modem``: its own first, then orphans of unavailable
         modems, then (after ``steal_after`` seconds of waiting) anybody's."""
         now = time.time()
-        due = ((Outbound.status == State.QUEUED.value)
-               | ((Outbound.status == State.RETRY.value) & (Outbound.next_attempt_at <= now)))
-        mine = (Outbound.preferred_modem == modem) | Outbound.preferred_modem.is_null()
-        if others_unavailable:
-            mine |= Outbound.preferred_modem.in_(list(others_unavailable))
+        others = list(others_unavailable)
+        mine = "preferred_modem = ? OR preferred_modem IS NULL"
+        params: list[Any] = [now, modem]
+        if others:
+            mine += f" OR preferred_modem IN ({', '.join('?' * len(others))})"
+            params += others
         if steal_after is not None:
-            mine |= Outbound.created_at < now - steal_after
+            mine += " OR created_at < ?"
+            params.append(now - steal_after)
+        where = (f"(status = 'queued' OR (status = 'retry' AND next_attempt_at <= ?)) "
+                 f"AND ({mine})")
+        # Asked by every idle owner about once a second: look without the write lock first.
+        if db.execute_sql(f"SELECT 1 FROM outbound WHERE {where} LIMIT 1",
+                          params).fetchone() is None:
+            return None
         with db.atomic("IMMEDIATE"):
-            row = (Outbound.select(Outbound.id, Outbound.recipient, Outbound.text,
-                                   Outbound.attempts, Outbound.status)
-                   .where(due & mine)
-                   .order_by((Outbound.preferred_modem == modem).desc(), Outbound.id)
-                   .first())
+            row = db.execute_sql(
+                f"SELECT id, recipient, text, attempts, status FROM outbound WHERE {where} "
+                "ORDER BY (preferred_modem = ?) DESC, id LIMIT 1", [*params, modem]).fetchone()
             if row is None:
                 return None
-            check_move(row.status, State.SENDING.value)
-            Outbound.update(status=State.SENDING.value, modem=modem, updated_at=now,
-                            attempts=Outbound.attempts + 1).where(Outbound.id == row.id).execute()
-        return Job(row.id, row.recipient, row.text, row.attempts + 1, modem)
+            oid, recipient, text, attempts, status = row
+            check_move(status, State.SENDING.value)
+            db.execute_sql("UPDATE outbound SET status = ?, modem = ?, updated_at = ?, "
+                           "attempts = attempts + 1 WHERE id = ?",
+                           (State.SENDING.value, modem, now, oid))
+        return Job(int(oid), recipient, text, int(attempts) + 1, modem)
 
     def record_stored(self, job: Job, part: SubmittedPart) -> None:
         """A part is in the modem's memory (``+CMGW: index``), about to be sent by
@@ -329,8 +343,9 @@ class Store:
     def move(self, outbound_id: int, new: State, **fields: Any) -> None:
         """Move a reply to ``new`` through the state table (illegal moves raise)."""
         with db.atomic("IMMEDIATE"):
-            row = Outbound.get_by_id(outbound_id)
-            check_move(row.status, new.value)
+            (status,) = db.execute_sql("SELECT status FROM outbound WHERE id = ?",
+                                       (outbound_id,)).fetchone()
+            check_move(status, new.value)
             fields.update(status=new.value, updated_at=time.time())
             Outbound.update(**fields).where(Outbound.id == outbound_id).execute()
 
@@ -399,11 +414,13 @@ class Store:
         when the reply changed state (all parts delivered, or one failed permanently)."""
         now = time.time()
         with db.atomic("IMMEDIATE"):
-            part = (Part.select().where((Part.modem == modem) & (Part.mr == mr)
-                                        & (Part.submitted_at > now - 7 * 86400))
-                    .order_by(Part.submitted_at.desc()).first())
-            if part is None:
+            found = db.execute_sql(
+                "SELECT id, outbound_id, attempt FROM part WHERE modem = ? AND mr = ? "
+                "AND submitted_at > ? ORDER BY submitted_at DESC LIMIT 1",
+                (modem, mr, now - 7 * 86400)).fetchone()
+            if found is None:
                 return None
+            part = _PartRef(*found)
             if not final:
                 Part.update(report_status=status, report_at=now).where(
                     Part.id == part.id).execute()
@@ -463,6 +480,13 @@ class Store:
 
     def kv_set(self, key: str, value: str) -> None:
         KV.insert(key=key, value=value).on_conflict_replace().execute()
+
+
+@dataclass(frozen=True)
+class _PartRef:
+    id: int
+    outbound_id: int
+    attempt: int
 
 
 class _Rollback(Exception):
