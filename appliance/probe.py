@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ModemCommandError, ModemError, ModemGone, ModemTimeout
+from .modem.engine import _COPS, _CREG, _CSQ
 from .modem.port import Item, Port
 from .modem.session import ATSession
 
@@ -36,9 +37,6 @@ log = logging.getLogger(__name__)
 #: kernel's per-USB-socket links.
 ALIAS_DIRS = (Path("/dev/nsor"), Path("/dev/serial/by-path"))
 
-_CSQ = re.compile(r"\+CSQ:\s*(\d+)")
-_CREG = re.compile(r"\+CREG:\s*(?:\d+\s*,\s*)?(\d+)")
-_COPS = re.compile(r'\+COPS:\s*\d+\s*,\s*\d+\s*,\s*"([^"]*)"')
 _CPMS = re.compile(r'"(\w+)"\s*,\s*(\d+)\s*,\s*(\d+)')
 _CNUM = re.compile(r'\+CNUM:\s*"[^"]*"\s*,\s*"([^"]*)"')
 _NAME = re.compile(r"[a-z0-9_-]{1,32}")

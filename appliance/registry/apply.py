@@ -28,7 +28,7 @@ from typing import Any
 
 from appliance.errors import SyncError
 from appliance.registry.formats import DeltaRef, Index, decompress_file, read_delta
-from appliance.registry.importer import normalise_cnic, validate_row
+from appliance.registry.importer import _fsync, normalise_cnic, validate_row
 from appliance.registry.lookup import BUSY_TIMEOUT_MS
 from appliance.registry.models import OFFENDER_COLUMNS, check_schema, read_meta, write_meta
 
@@ -221,11 +221,3 @@ def _flush(conn: sqlite3.Connection, kind: str, batch: list[tuple[Any, ...]]) ->
     if batch:
         conn.executemany(_UPSERT if kind == "upsert" else _DELETE, batch)
         batch.clear()
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
