@@ -54,7 +54,7 @@ from zoneinfo import ZoneInfo
 import peewee as pw
 
 from .errors import ConfigError, StoreError
-from .store import db
+from .store import db, write_txn
 
 log = logging.getLogger(__name__)
 
@@ -165,7 +165,7 @@ class Audit:
                  "cnic_hmac": self.cnic_hash(cnic) if cnic else None,
                  "reply": reply, "inbound": inbound} for cnic, verdict in entries]
         if rows:
-            with db.atomic():
+            with write_txn():
                 AuditEvent.insert_many(rows).execute()
         return len(rows)
 
@@ -177,7 +177,7 @@ def purge(retention_days: float, now: float | None = None) -> int:
     clock says: a Pi without an RTC can wake up years ahead or behind before time sync.
     """
     now = time.time() if now is None else now
-    with db.atomic("IMMEDIATE"):
+    with write_txn():
         newest = AuditEvent.select(pw.fn.MAX(AuditEvent.at)).scalar()
         if newest is None:
             return 0

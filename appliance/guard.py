@@ -47,7 +47,7 @@ from .cnic import parse_message
 from .config import Config
 from .modem.pdu import is_alphanumeric, normalise_number
 from .secret import load_or_create_secret
-from .store import Inbound, db
+from .store import Inbound, db, write_txn
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +129,7 @@ class Guard:
         now = time.time() if now is None else now
         limits = self.config.limits
         cnics = parse_message(text or "", max_cnics=self.config.replies.max_cnics).cnics
-        with db.atomic("IMMEDIATE"):
+        with write_txn():
             GuardEvent.insert(sender=key, at=now, kind=_SEEN).execute()
             seen = self._count(key, _SEEN, now - limits.loop_guard_seconds)
             if seen >= limits.loop_guard_count:
@@ -210,7 +210,7 @@ class Guard:
             entries = verdict_entries(self._asked(inbound_ids), "limit")
         else:
             entries = verdict_entries(tuple(reply.cnics), kind)
-        with db.atomic("IMMEDIATE"):
+        with write_txn():
             if kind != "limit":  # the limit reply was counted by check()
                 GuardEvent.insert(sender=key, at=now, kind=_ANSWER).execute()
             if kind in VERDICT_KINDS:
@@ -244,7 +244,7 @@ class Guard:
         now = time.time() if now is None else now
         limits = self.config.limits
         horizon = max(DAY_S, limits.loop_guard_seconds, limits.duplicate_window_hours * HOUR_S)
-        with db.atomic("IMMEDIATE"):
+        with write_txn():
             guard = (GuardEvent.delete().where(GuardEvent.at < now - horizon).execute()
                      + GuardCnic.delete().where(GuardCnic.at < now - horizon).execute())
         return int(guard), purge_audit(self.config.audit.retention_days, now)
