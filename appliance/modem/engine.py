@@ -335,9 +335,19 @@ class Modem:
             if stat == 3:
                 self.handler.part_resolved(part, sent=True, mr=None)
             else:
-                mr = sess.send_stored(part.storage_index, timeout=self.settings.send_timeout_s)
-                self.handler.part_resolved(part, sent=True, mr=mr)
-            sess.run(f"AT+CMGD={part.storage_index}", t)
+                try:
+                    mr = sess.send_stored(part.storage_index,
+                                          timeout=self.settings.send_timeout_s)
+                except ModemCommandError as exc:
+                    # Refused now (no credit, no network yet): the reply is sent again
+                    # later like any other. Never let it keep the modem from starting,
+                    # or citizens' SMS would wait on the SIM behind it.
+                    self.log.warning("stored part %d not sent at start-up: %s",
+                                     part.part_id, exc)
+                    self.handler.part_resolved(part, sent=False, mr=None)
+                else:
+                    self.handler.part_resolved(part, sent=True, mr=mr)
+            self._delete_quietly(sess, part.storage_index)
         self.handler.recovery_done(self.name)
 
     def _unlock_sim(self, sess: ATSession) -> None:
