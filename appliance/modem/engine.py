@@ -719,7 +719,8 @@ class Modem:
 
     def _delete_quietly(self, sess: ATSession, index: int) -> None:
         try:
-            sess.run(f"AT+CMGD={index}", self.settings.command_timeout_s)
+            # Part of a send: a stop waits for it, so a reply's remaining parts still go out.
+            sess.run(f"AT+CMGD={index}", self.settings.command_timeout_s, interruptible=False)
         except ModemCommandError as exc:  # the next sweep deletes it
             self.log.debug("CMGD %d after CMSS: %s", index, exc)
 

@@ -135,10 +135,12 @@ class ATSession:
                 continue
             self._take(item)
 
-    def run(self, command: str, timeout: float) -> tuple[str, ...]:
-        """Run one command; return its intermediate lines; raise on an error result."""
+    def run(self, command: str, timeout: float, *,
+            interruptible: bool = True) -> tuple[str, ...]:
+        """Run one command; return its intermediate lines; raise on an error result.
+        ``interruptible=False``: a stop request waits for this command (a step of a send)."""
         self._write(self.proto.command(command))
-        ev = self._await(time.monotonic() + timeout, False, command)
+        ev = self._await(time.monotonic() + timeout, False, command, interruptible)
         assert isinstance(ev, Response)
         return self._lines_or_raise(command, ev)
 
