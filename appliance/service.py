@@ -17,6 +17,7 @@ left by a crash before it opens a modem.
 from __future__ import annotations
 
 import logging
+import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -29,7 +30,8 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from . import systemd
 from .alarms import Alarms
 from .config import Config
-from .errors import PduError
+from .doctor import disk_alarm
+from .errors import ApplianceError, PduError
 from .guard import Guard
 from .modem import pdu as pdumod
 from .modem.bank import Bank, SlotSettings
@@ -37,7 +39,9 @@ from .modem.engine import Modem, ModemSettings, ModemState, ModemStatus
 from .outbound import Backoff, ErrorClass, State, classify
 from .registry.lookup import Registry, RegistryInfo, is_stale
 from .registry.status import sync_status
-from .responder import Policy, RegistryState, Templates, load_templates, respond
+from .responder import (
+    Policy, RegistryState, Templates, limit_reply, load_templates, respond,
+)
 from .store import Job, Outbound, StoredPart, Store, SubmittedPart
 
 log = logging.getLogger(__name__)
@@ -128,7 +132,6 @@ class Service:
         self.scheduler.start()
         self.status_server = None
         if self.config.status.http_bind:
-            from .errors import ApplianceError
             from .statuspage import StatusServer
 
             try:
@@ -272,7 +275,6 @@ class Service:
             return
         view = self.registry_view()
         if verdict.limit_reply:
-            from .responder import limit_reply
             reply = limit_reply(self.templates, self.policy)
         else:
             reply = respond(text, self.registry.lookup, self.templates, self.policy, view.state)
@@ -428,10 +430,6 @@ class Service:
     # -- periodic --------------------------------------------------------------------------
 
     def _check_health(self) -> None:
-        import shutil
-
-        from .doctor import disk_alarm
-
         for name, since in list(self._down_since.items()):
             if time.monotonic() - since >= self.modem_down_alarm_after_s:
                 st = self.modems[name].status()
@@ -475,8 +473,6 @@ class Service:
 
     def snapshot(self) -> dict[str, Any]:
         """Everything ``status``, the status page and ``/metrics`` show, as plain data."""
-        import shutil
-
         now = time.time()
         depth = self.store.queue_depth()
         bank = self.bank.snapshot()
