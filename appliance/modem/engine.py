@@ -407,13 +407,15 @@ class Modem:
                 self._handle_urcs(sess)
                 self._do_reads(sess)
                 now = time.monotonic()
+                # Deadlines move before the work: a check the modem refuses is tried again
+                # at its interval, not at once in a tight loop.
                 if now >= next_health:
-                    self._health(sess)
                     next_health = now + s.health_interval_s
+                    self._health(sess)
                 if now >= next_sweep or sess.memory_full:
                     sess.memory_full = False
-                    self._sweep(sess)
                     next_sweep = now + s.sweep_interval_s
+                    self._sweep(sess)
                 if now >= next_balance:
                     next_balance = now + s.balance_interval_minutes * 60
                     self._check_balance(sess)
