@@ -259,10 +259,17 @@ class Service:
             return  # another thread merged them
         # Re-decode the stored PDUs and join them with the codec, which mends a character
         # the sender's phone split across two parts and marks a missing part with "…".
-        parts = [d for d in (pdumod.decode(r.pdu) for r in rows)
-                 if isinstance(d, pdumod.Deliver)]
-        merged = pdumod.join_parts(parts)
-        self._answer(modem, [r.id for r in rows], sender, rows[0].sender_type, merged.text)
+        ids = [r.id for r in rows]
+        try:
+            parts = [d for d in (pdumod.decode(r.pdu) for r in rows)
+                     if isinstance(d, pdumod.Deliver)]
+            merged = pdumod.join_parts(parts)
+            self._answer(modem, ids, sender, rows[0].sender_type, merged.text)
+        except Exception:
+            # Claimed but not answered: hand the parts back, or no job would ever look at
+            # them again ("merged" is final). The expiry job answers them later.
+            self.store.set_inbound_status(ids, "part")
+            raise
 
     def _answer(self, modem: str, ids: list[int], sender: str, sender_type: str | None,
                 text: str) -> None:
@@ -315,10 +322,14 @@ class Service:
             if key in seen:
                 continue
             seen.add(key)
-            log.info("modem %s: answering an incomplete long SMS (%s of %s parts)", row.modem,
-                     "some", row.concat_total)
-            self._try_reassemble(row.modem, row.sender or "", row.concat_ref or 0,
-                                 row.concat_total or 0, force=True)
+            log.info("modem %s: answering an incomplete long SMS (%s parts expected)",
+                     row.modem, row.concat_total)
+            try:
+                self._try_reassemble(row.modem, row.sender or "", row.concat_ref or 0,
+                                     row.concat_total or 0, force=True)
+            except Exception:  # one bad group must not keep the others waiting
+                log.exception("modem %s: answering inbound %d failed; will retry", row.modem,
+                              row.id)
 
     def on_status_report(self, modem: str, report: Any) -> None:
         changed = self.store.match_report(modem, report.reference, report.status,
