@@ -161,12 +161,13 @@ class Audit:
         and its audit rows commit together).
         """
         at = time.time() if at is None else at
-        rows = [{"at": at, "modem": modem, "sender": sender, "verdict": verdict,
-                 "cnic_hmac": self.cnic_hash(cnic) if cnic else None,
-                 "reply": reply, "inbound": inbound} for cnic, verdict in entries]
+        rows = [(at, modem, sender, self.cnic_hash(cnic) if cnic else None, verdict, reply,
+                 inbound) for cnic, verdict in entries]
         if rows:
             with write_txn():
-                AuditEvent.insert_many(rows).execute()
+                db.connection().executemany(
+                    "INSERT INTO audit_event (at, modem, sender, cnic_hmac, verdict, reply, "
+                    "inbound) VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
         return len(rows)
 
 

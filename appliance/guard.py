@@ -47,7 +47,7 @@ from .cnic import parse_message
 from .config import Config
 from .modem.pdu import is_alphanumeric, normalise_number
 from .secret import load_or_create_secret
-from .store import Inbound, db, write_txn
+from .store import Inbound, db, run_sql, write_txn
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +86,10 @@ class GuardCnic(pw.Model):
         database = db
         table_name = "guard_cnic"
         indexes = ((("sender", "cnic_hmac", "at"), False), (("at",), False))
+
+
+def _event(sender: str, at: float, kind: str) -> None:
+    run_sql("INSERT INTO guard_event (sender, at, kind) VALUES (?, ?, ?)", (sender, at, kind))
 
 
 @dataclass(frozen=True)
@@ -130,7 +134,7 @@ class Guard:
         limits = self.config.limits
         cnics = parse_message(text or "", max_cnics=self.config.replies.max_cnics).cnics
         with write_txn():
-            GuardEvent.insert(sender=key, at=now, kind=_SEEN).execute()
+            _event(key, now, _SEEN)
             seen = self._count(key, _SEEN, now - limits.loop_guard_seconds)
             if seen >= limits.loop_guard_count:
                 return GuardVerdict(False, f"loop guard: {seen} messages from this sender in "
@@ -153,8 +157,7 @@ class Guard:
             if told:
                 return GuardVerdict(False, f"{what}; the limit reply was already sent",
                                     code="over_limit")
-            GuardEvent.insert(sender=key, at=now,
-                              kind=_LIMIT_DAY if window == DAY_S else _LIMIT_HOUR).execute()
+            _event(key, now, _LIMIT_DAY if window == DAY_S else _LIMIT_HOUR)
             return GuardVerdict(True, f"{what}; sending the limit reply", limit_reply=True,
                                 code="limit")
 
@@ -172,17 +175,19 @@ class Guard:
         return None
 
     def _count(self, key: str, kind: str | tuple[str, ...], since: float) -> int:
+        # Plain SQL: these run for every SMS (see store.run_sql).
         kinds = [kind] if isinstance(kind, str) else list(kind)
-        return int(GuardEvent.select().where((GuardEvent.sender == key)
-                                             & GuardEvent.kind.in_(kinds)
-                                             & (GuardEvent.at >= since)).count())
+        (n,) = run_sql(f"SELECT COUNT(*) FROM guard_event WHERE sender = ? AND kind IN "
+                    f"({', '.join('?' * len(kinds))}) AND at >= ?",
+                    [key, *kinds, since]).fetchone()
+        return int(n)
 
     def _all_answered(self, key: str, cnics: Sequence[str], since: float) -> bool:
-        wanted = {self.audit.cnic_hash(c) for c in cnics}
-        done = {r.cnic_hmac for r in GuardCnic.select(GuardCnic.cnic_hmac).where(
-            (GuardCnic.sender == key) & GuardCnic.cnic_hmac.in_(list(wanted))
-            & (GuardCnic.at >= since))}
-        return wanted <= done
+        wanted = sorted({self.audit.cnic_hash(c) for c in cnics})
+        (n,) = run_sql(f"SELECT COUNT(DISTINCT cnic_hmac) FROM guard_cnic WHERE sender = ? AND "
+                    f"cnic_hmac IN ({', '.join('?' * len(wanted))}) AND at >= ?",
+                    [key, *wanted, since]).fetchone()
+        return int(n) == len(wanted)
 
     def _over_quota(self, key: str, now: float) -> tuple[float, str] | None:
         """(window length, what was exceeded), the daily quota first (its wait is longer)."""
@@ -212,10 +217,11 @@ class Guard:
             entries = verdict_entries(tuple(reply.cnics), kind)
         with write_txn():
             if kind != "limit":  # the limit reply was counted by check()
-                GuardEvent.insert(sender=key, at=now, kind=_ANSWER).execute()
+                _event(key, now, _ANSWER)
             if kind in VERDICT_KINDS:
-                GuardCnic.insert_many([{"sender": key, "cnic_hmac": self.audit.cnic_hash(v.cnic),
-                                        "at": now} for v in reply.verdicts]).execute()
+                db.connection().executemany(
+                    "INSERT INTO guard_cnic (sender, cnic_hmac, at) VALUES (?, ?, ?)",
+                    [(key, self.audit.cnic_hash(v.cnic), now) for v in reply.verdicts])
             self.audit.append(modem=modem, sender=key, entries=entries, reply=outbound_id,
                               inbound=min(inbound_ids, default=None), at=now)
 
