@@ -42,7 +42,7 @@ from .registry.status import sync_status
 from .responder import (
     Policy, RegistryState, Templates, limit_reply, load_templates, respond,
 )
-from .store import Job, Outbound, StoredPart, Store, SubmittedPart
+from .store import Job, Outbound, StoredPart, Store, SubmittedPart, db, write_txn
 
 log = logging.getLogger(__name__)
 
@@ -231,72 +231,97 @@ class Service:
             return
         d: pdumod.Deliver = decoded
         concat = d.concat if d.concat is not None and d.concat.total > 1 else None
-        iid, created = self.store.record_inbound(
+        fields = dict(
             modem=modem, pdu_hash=key, pdu=pdu_hex, sender=d.sender, sender_type=d.sender_type,
             text=d.text, sent_at=d.timestamp.timestamp() if d.timestamp else None,
             concat_ref=concat.reference if concat else None,
             concat_total=concat.total if concat else None,
             concat_seq=concat.seq if concat else None,
             status="part" if concat else "new")
-        if not created:
+        if concat is not None:
+            iid, created = self.store.record_inbound(**fields)
+            if created:
+                self._emit("inbound", modem=modem, sender=d.sender, text=d.text, id=iid)
+                try:
+                    self._try_reassemble(modem, d.sender, concat.reference, concat.total)
+                except Exception:
+                    log.exception("modem %s: answering inbound %d failed; will retry", modem,
+                                  iid)
             return
+        # A whole SMS is stored, checked, answered and audited in one transaction: one
+        # fsync, not four, and never a reply queued for a row that is not committed.
+        after: Callable[[], None] | None = None
+        with write_txn():
+            iid, created = self.store.record_inbound(**fields)
+            if not created:
+                return
+            try:
+                with db.atomic():  # a savepoint: if answering fails, the row still commits
+                    after = self._answer(modem, [iid], d.sender, d.sender_type, d.text)
+            except Exception:
+                # The row is committed; the leftovers job answers it. The SIM delete goes on.
+                log.exception("modem %s: answering inbound %d failed; will retry", modem, iid)
         self._emit("inbound", modem=modem, sender=d.sender, text=d.text, id=iid)
-        try:
-            if concat is None:
-                self._answer(modem, [iid], d.sender, d.sender_type, d.text)
-            else:
-                self._try_reassemble(modem, d.sender, concat.reference, concat.total)
-        except Exception:
-            # The row is committed; the leftovers job answers it. The SIM delete goes on.
-            log.exception("modem %s: answering inbound %d failed; will retry", modem, iid)
+        if after is not None:
+            after()
 
     def _try_reassemble(self, modem: str, sender: str, ref: int, total: int,
                         force: bool = False) -> None:
         rows = self.store.parts_of(modem, sender, ref, total)
         if not rows or (not force and len({r.concat_seq for r in rows}) < total):
             return
-        if not self.store.claim_parts([r.id for r in rows]):
-            return  # another thread merged them
-        # Re-decode the stored PDUs and join them with the codec, which mends a character
-        # the sender's phone split across two parts and marks a missing part with "…".
         ids = [r.id for r in rows]
-        try:
+        # Claimed and answered in one transaction: if answering fails, the parts go back to
+        # "part" with the rollback and the expiry job tries them again.
+        with write_txn():
+            if not self.store.claim_parts(ids):
+                return  # another thread merged them
+            # Re-decode the stored PDUs and join them with the codec, which mends a character
+            # the sender's phone split across two parts and marks a missing part with "…".
             parts = [d for d in (pdumod.decode(r.pdu) for r in rows)
                      if isinstance(d, pdumod.Deliver)]
             merged = pdumod.join_parts(parts)
-            self._answer(modem, ids, sender, rows[0].sender_type, merged.text)
-        except Exception:
-            # Claimed but not answered: hand the parts back, or no job would ever look at
-            # them again ("merged" is final). The expiry job answers them later.
-            self.store.set_inbound_status(ids, "part")
-            raise
+            after = self._answer(modem, ids, sender, rows[0].sender_type, merged.text)
+        after()
 
     def _answer(self, modem: str, ids: list[int], sender: str, sender_type: str | None,
-                text: str) -> None:
+                text: str) -> Callable[[], None]:
+        """Decide and queue the answer to inbound rows ``ids``, inside the caller's write
+        transaction. Returns what to do once it has committed (events, waking a modem: a
+        modem woken earlier would not see the reply yet)."""
         verdict = self.guard.check(sender, sender_type, text)
         if not verdict.answer:
             self.store.set_inbound_status(ids, "ignored", reason=verdict.reason)
             self.guard.record_ignored(sender, verdict, ids, modem, text)
             log.info("modem %s: not answering inbound %s: %s", modem, ids, verdict.reason)
-            self._emit("ignored", modem=modem, sender=sender, reason=verdict.reason)
-            return
+            return lambda: self._emit("ignored", modem=modem, sender=sender,
+                                      reason=verdict.reason)
         view = self.registry_view()
         if verdict.limit_reply:
             reply = limit_reply(self.templates, self.policy)
         else:
             reply = respond(text, self.registry.lookup, self.templates, self.policy, view.state)
-        if reply.kind == "unavailable" and view.state is not RegistryState.OK:
-            self.alarms.raise_("registry_" + view.state.name.lower(),
-                               "registry is " + view.state.name.lower()
-                               + "; every query is answered 'service unavailable'")
         recipient = pdumod.normalise_number(sender, self.config.unit.country_code)
         parts, _ = pdumod.count_parts(reply.text)
         oid = self.store.queue_reply(recipient=recipient, text=reply.text, parts=parts,
                                      preferred_modem=modem, inbound_ids=ids, kind=reply.kind)
         self.guard.record(sender, reply, ids, oid, modem)
-        self._emit("queued", modem=modem, recipient=recipient, text=reply.text, kind=reply.kind,
-                   id=oid)
-        self.bank.poke(modem)
+
+        def after() -> None:
+            if reply.kind == "unavailable" and view.state is not RegistryState.OK:
+                self.alarms.raise_("registry_" + view.state.name.lower(),
+                                   "registry is " + view.state.name.lower()
+                                   + "; every query is answered 'service unavailable'")
+            self._emit("queued", modem=modem, recipient=recipient, text=reply.text,
+                       kind=reply.kind, id=oid)
+            self.bank.poke(modem)
+        return after
+
+    def _answer_now(self, modem: str, ids: list[int], sender: str, sender_type: str | None,
+                    text: str) -> None:
+        with write_txn():
+            after = self._answer(modem, ids, sender, sender_type, text)
+        after()
 
     def _answer_leftovers(self) -> None:
         """Answer rows a crash or an error left ``new`` (their SIM copy is already gone),
@@ -307,8 +332,8 @@ class Service:
             self.bank.poke(None)
         for row in self.store.inbound_with_status("new", older_than=time.time() - 1):
             try:
-                self._answer(row.modem, [row.id], row.sender or "", row.sender_type,
-                             row.text or "")
+                self._answer_now(row.modem, [row.id], row.sender or "", row.sender_type,
+                                 row.text or "")
             except Exception:
                 log.exception("answering leftover inbound %d failed", row.id)
 
