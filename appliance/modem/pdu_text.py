@@ -17,6 +17,7 @@ Everything here is pure: values in, values out.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Sequence
 
 from gsmmodem.pdu import GSM7_BASIC, GSM7_EXTENDED
@@ -75,7 +76,7 @@ def gsm7_codes(text: str) -> list[tuple[int, ...]] | None:
 def utf16_units(text: str) -> list[int]:
     """UTF-16 code units: what UCS-2 SMS really carry (phones send emoji as surrogates)."""
     raw = text.encode("utf-16-be", "surrogatepass")
-    return [int.from_bytes(raw[i:i + 2], "big") for i in range(0, len(raw), 2)]
+    return list(struct.unpack(f">{len(raw) // 2}H", raw))
 
 
 def split_gsm7(codes: Sequence[tuple[int, ...]], limit: int) -> list[list[tuple[int, ...]]]:
@@ -117,12 +118,12 @@ def plan_parts(text: str, ref_bits: int) -> tuple[str, list[bytes]]:
         else:
             chunks = split_gsm7(codes, per_part_limit(GSM7, ref_bits))
         return GSM7, [bytes(c for group in chunk for c in group) for chunk in chunks]
-    units = utf16_units(text)
-    if len(units) <= per_part_limit(UCS2, None):
-        unit_chunks = [units]
-    else:
-        unit_chunks = split_utf16(units, per_part_limit(UCS2, ref_bits))
-    return UCS2, [b"".join(u.to_bytes(2, "big") for u in chunk) for chunk in unit_chunks]
+    raw = text.encode("utf-16-be", "surrogatepass")
+    if len(raw) <= 2 * per_part_limit(UCS2, None):
+        return UCS2, [raw]
+    units = list(struct.unpack(f">{len(raw) // 2}H", raw))
+    unit_chunks = split_utf16(units, per_part_limit(UCS2, ref_bits))
+    return UCS2, [struct.pack(f">{len(chunk)}H", *chunk) for chunk in unit_chunks]
 
 
 def count_parts(text: str, *, ref16: bool = False) -> tuple[int, str]:
