@@ -152,7 +152,8 @@ class ApplianceRunner:
             self.problems.append("no profile: py-spy is not installed (pip install py-spy)")
             return
         self._spy = subprocess.Popen(
-            [spy, "record", "--pid", str(self.proc.pid), "--rate", "100", "--format", "raw",
+            [spy, "record", "--pid", str(self.proc.pid), "--format", "raw",
+             "--rate", os.environ.get("BENCH_SPY_RATE", "100"),  # samples per second
              "--gil", "--nonblocking", "--output", str(out)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 

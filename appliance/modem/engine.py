@@ -326,7 +326,6 @@ class Modem:
         recorded, ask the modem. <stat> 3 ("stored sent", TS 27.005 §3.1) means it left;
         <stat> 2 means it did not, and it is sent now, so the reply completes with no
         duplicate. A slot that no longer holds our PDU means we cannot know: sent again."""
-        t = self.settings.command_timeout_s
         for part in self.handler.stored_parts(self.name):
             stat = self._slot_stat(sess, part.storage_index, part.pdu)
             if stat is None:
