@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ModemCommandError, ModemError, ModemGone, ModemTimeout
-from .modem.engine import _COPS, _CREG, _CSQ
+from .modem.answers import COPS, CREG, CSQ
 from .modem.port import Item, Port
 from .modem.session import ATSession
 
@@ -229,14 +229,14 @@ def _interview(sess: ATSession, res: ProbeResult, t: float) -> None:
                 res.storage, res.sms_used, res.sms_total = m.group(1), int(m.group(2)), \
                     int(m.group(3))
     for line in _ask(sess, res, "AT+CSQ", t):
-        if m := _CSQ.search(line):
+        if m := CSQ.search(line):
             res.rssi = int(m.group(1))
     for line in _ask(sess, res, "AT+CREG?", t):
-        if m := _CREG.search(line):
+        if m := CREG.search(line):
             res.creg = int(m.group(1))
     _ask(sess, res, "AT+COPS=3,0", t)  # TS 27.007 §7.3: long alphanumeric operator name
     for line in _ask(sess, res, "AT+COPS?", t):
-        if m := _COPS.search(line):
+        if m := COPS.search(line):
             res.operator = m.group(1)
 
 

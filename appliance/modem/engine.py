@@ -6,133 +6,41 @@ What the owner does, in order of importance:
    (which commits the message) → only then ``AT+CMGD``. A periodic ``AT+CMGL=4`` sweep (and
    one at every (re)start) reads whatever a lost URC, a crash or a full SIM left behind.
    The handler is idempotent on (modem, PDU hash), so both paths may see one message.
-2. **Send one PDU transaction at a time** (:meth:`ATSession.submit`), all parts of a reply
-   back to back, each part recorded as soon as its ``+CMGS: mr`` arrives.
+2. **Send one reply at a time** (:class:`~appliance.modem.sender.Sender`), all its parts
+   back to back, each recorded before the next (from modem memory by default).
 3. **Stay alive.** A timeout → ESC + resync; a dead port or a modem that no longer
    resyncs → close, back off, reopen (the same by-path name comes back after a replug),
    re-init. The owner refreshes ``heartbeat`` while it waits; a stuck owner (a handler that
    never returns) shows as a stale heartbeat, which the service turns into a systemd
    watchdog restart.
 
-Everything not about the port (which reply, pacing, caps, persistence) is the handler's.
+Everything not about the port (which reply, pacing, caps, persistence) is the handler's
+(:class:`~appliance.modem.contract.ModemHandler`).
 """
 
 from __future__ import annotations
 
 import logging
 import queue
-import re
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
-from dataclasses import dataclass, field, replace
-from datetime import timedelta
-from typing import Any, Protocol
+from dataclasses import replace
+from typing import Any
 
 from ..errors import ModemCommandError, ModemError, ModemGone, ModemTimeout, PduError
-from ..store import Job, StoredPart, SubmittedPart
 from . import pdu as pdumod
+from .answers import CMGL, CMGR, CMTI, COPS, CPMS, CREG, CSQ, pdu_after
+from .contract import ModemHandler, ModemSettings, ModemState, ModemStatus
 from .port import CALL, POKE, STOP, Item, Port
+from .sender import Sender
 from .session import ATSession, Stopping
 
-_CMGR = re.compile(r"\+CMGR:\s*(\d+)")
-_CMGL = re.compile(r"\+CMGL:\s*(\d+)\s*,\s*(\d+)")
-_CMTI = re.compile(r'"?([A-Z]{2})"?\s*,\s*(\d+)')
-_CSQ = re.compile(r"\+CSQ:\s*(\d+)")
-_CREG = re.compile(r"\+C(?:G|E)?REG:\s*(?:\d+\s*,\s*)?(\d+)")
-_COPS = re.compile(r'\+COPS:\s*\d+\s*,\s*\d+\s*,\s*"([^"]*)"')
-_CPMS = re.compile(r'\+CPMS:\s*"?(\w+)"?\s*,\s*(\d+)\s*,\s*(\d+)')
+__all__ = ["Modem", "ModemHandler", "ModemSettings", "ModemState", "ModemStatus"]
 
 #: URCs after which the SIM should be swept at once (vendor "storage full" signals).
 _FULL_URCS = frozenset({"^SMMEMFULL", "+CIEV", "+CMS ERROR"})
-
-
-class ModemState:
-    STARTING = "starting"
-    READY = "ready"
-    NO_NETWORK = "no network"
-    FAILED = "failed"
-    GONE = "gone"
-    STOPPED = "stopped"
-
-
-@dataclass
-class ModemStatus:
-    """A snapshot for status pages, the bank and the watchdog (copied on read)."""
-
-    name: str
-    port: str
-    state: str = ModemState.STARTING
-    rssi: int | None = None
-    operator: str = ""
-    registered: bool = False
-    identity: dict[str, str] = field(default_factory=dict)
-    sim_used: int | None = None
-    sim_total: int | None = None
-    last_error: str = ""
-    last_error_at: float | None = None
-    received: int = 0
-    sent_parts: int = 0
-    send_failures: int = 0
-    reopens: int = 0
-    balance: float | None = None
-    balance_text: str = ""
-    balance_at: float | None = None
-    since: float = field(default_factory=time.time)
-
-    @property
-    def bars(self) -> int:
-        """0–5 signal bars from RSSI (TS 27.007 §8.5: 0..31, 99 = unknown)."""
-        if self.rssi is None or self.rssi == 99:
-            return 0
-        return min(5, (self.rssi + 2) // 6)
-
-
-class ModemHandler(Protocol):
-    def on_inbound(self, modem: str, pdu_hex: str, decoded: Any) -> None: ...
-    def on_status_report(self, modem: str, report: Any) -> None: ...
-    def next_job(self, modem: str) -> Job | None: ...
-    def part_sent(self, job: Job, part: SubmittedPart) -> None: ...
-    def job_done(self, job: Job, error: BaseException | None,
-                 parts: list[SubmittedPart]) -> None: ...
-    def on_status(self, status: ModemStatus) -> None: ...
-    def on_balance(self, modem: str, amount: float | None, text: str) -> None: ...
-    def part_stored(self, job: Job, part: SubmittedPart) -> None: ...
-    def stored_parts(self, modem: str) -> list[StoredPart]: ...
-    def part_resolved(self, part: StoredPart, *, sent: bool, mr: int | None) -> None: ...
-    def recovery_done(self, modem: str) -> None: ...
-
-
-@dataclass(frozen=True)
-class ModemSettings:
-    """What the engine needs from ``ModemConfig`` (kept apart so tests can build one)."""
-
-    name: str
-    port: str
-    pin: str | None = None
-    smsc: str | None = None
-    baudrate: int = 115200
-    flow_control: str = "none"
-    command_timeout_s: float = 10.0
-    send_timeout_s: float = 60.0
-    storage: str = "SM"
-    cmms: bool = True
-    status_reports: bool = True
-    concat_ref16: bool = False
-    validity_hours: int = 24
-    sweep_interval_s: float = 60.0
-    health_interval_s: float = 30.0
-    send_mode: str = "stored"
-    balance_ussd: str = ""
-    balance_pattern: str = ""
-    balance_interval_minutes: float = 360.0
-    country_code: str = "92"
-
-    @classmethod
-    def from_config(cls, cfg: Any, country_code: str = "92") -> ModemSettings:
-        names = cls.__dataclass_fields__.keys() - {"country_code"}
-        return cls(country_code=country_code, **{n: getattr(cfg, n) for n in names})
 
 
 class Modem:
@@ -151,12 +59,11 @@ class Modem:
         self._stopping = threading.Event()
         self._generation = 0
         self._session: ATSession | None = None
-        self._refs = pdumod.ConcatRefCounter(concat_ref_start,
-                                             bits=16 if settings.concat_ref16 else 8)
         self._pending_reads: list[tuple[str, int]] = []
         self._mem1 = settings.storage
         self._pin_rejected = False
-        self.send_mode = settings.send_mode  # may fall back to "direct" at init
+        self.sender = Sender(settings, handler, self.log, concat_ref_start=concat_ref_start,
+                             on_part=self._part_sent, on_failure=self._send_failed)
         self.heartbeat = time.monotonic()
 
     # -- public, thread-safe ---------------------------------------------------------------
@@ -216,6 +123,15 @@ class Modem:
     def _error(self, message: str) -> None:
         self.log.warning("%s", message)
         self._set(last_error=message, last_error_at=time.time())
+
+    def _part_sent(self) -> None:
+        with self._lock:
+            self._status.sent_parts += 1
+
+    def _send_failed(self, message: str) -> None:
+        with self._lock:
+            self._status.send_failures += 1
+        self._error(message)
 
     def _run(self) -> None:
         backoff = 1.0
@@ -290,12 +206,12 @@ class Modem:
         sess.run(f'AT+CPMS="{m}","{m}","{m}"', t)
         self._mem1 = m
         self._set_cnmi(sess, t)
-        if self.send_mode == "stored":
+        if self.sender.send_mode == "stored":
             try:  # TS 27.005 §3.5.2-3: test forms answer OK where the commands exist
                 sess.run("AT+CMGW=?", t)
                 sess.run("AT+CMSS=?", t)
             except ModemCommandError:
-                self.send_mode = "direct"
+                self.sender.send_mode = "direct"
                 self._error(f"modem {self.name}: no AT+CMGW/AT+CMSS; sending with AT+CMGS "
                             "(set send_mode = \"direct\" for it to silence this)")
         if s.smsc:
@@ -315,39 +231,11 @@ class Modem:
         except ModemCommandError:
             pass
         self._health(sess)
-        if self.send_mode == "stored":
-            self._resolve_stored(sess)
+        if self.sender.send_mode == "stored":
+            self.sender.resolve_stored(sess)
         self._sweep(sess)
         self.log.info("ready: %s %s IMEI %s", ident.get("manufacturer"), ident.get("model"),
                       ident.get("imei"))
-
-    def _resolve_stored(self, sess: ATSession) -> None:
-        """After a crash: for each part written to memory whose AT+CMSS answer was never
-        recorded, ask the modem. <stat> 3 ("stored sent", TS 27.005 §3.1) means it left;
-        <stat> 2 means it did not, and it is sent now, so the reply completes with no
-        duplicate. A slot that no longer holds our PDU means we cannot know: sent again."""
-        for part in self.handler.stored_parts(self.name):
-            stat = self._slot_stat(sess, part.storage_index, part.pdu)
-            if stat is None:
-                self.handler.part_resolved(part, sent=False, mr=None)
-                continue
-            if stat == 3:
-                self.handler.part_resolved(part, sent=True, mr=None)
-            else:
-                try:
-                    mr = sess.send_stored(part.storage_index,
-                                          timeout=self.settings.send_timeout_s)
-                except ModemCommandError as exc:
-                    # Refused now (no credit, no network yet): the reply is sent again
-                    # later like any other. Never let it keep the modem from starting,
-                    # or citizens' SMS would wait on the SIM behind it.
-                    self.log.warning("stored part %d not sent at start-up: %s",
-                                     part.part_id, exc)
-                    self.handler.part_resolved(part, sent=False, mr=None)
-                else:
-                    self.handler.part_resolved(part, sent=True, mr=mr)
-            self._delete_quietly(sess, part.storage_index)
-        self.handler.recovery_done(self.name)
 
     def _unlock_sim(self, sess: ATSession) -> None:
         t = self.settings.command_timeout_s
@@ -422,7 +310,7 @@ class Modem:
                 if self._status.state == ModemState.READY:
                     job = self.handler.next_job(self.name)
                     if job is not None:
-                        self._send(sess, job)
+                        self.sender.send(sess, job)
                         sent = True
                 timeouts = 0
             except ModemCommandError as exc:
@@ -462,7 +350,7 @@ class Modem:
         while sess.urcs:
             urc = sess.urcs.popleft()
             if urc.name in ("+CMTI", "+CDSI"):
-                m = _CMTI.search(urc.args)
+                m = CMTI.search(urc.args)
                 if m:
                     self._pending_reads.append((m.group(1), int(m.group(2))))
                 else:
@@ -473,7 +361,7 @@ class Modem:
                 # be persisted before anything else happens.
                 self._deliver(urc.pdu, index=None)
             elif urc.name in ("+CREG", "+CGREG", "+CEREG"):
-                m = _CREG.search(urc.line)
+                m = CREG.search(urc.line)
                 if m:
                     self._registration(int(m.group(1)))
             elif urc.name in _FULL_URCS and "FULL" in urc.line.upper():
@@ -498,13 +386,13 @@ class Modem:
                 # other failure leaves the message on the SIM for the next sweep.
                 self.log.debug("CMGR %s,%d: %s", mem, index, exc)
                 lines = ()
-            if lines and not any(_CMGR.match(line) for line in lines):
+            if lines and not any(CMGR.match(line) for line in lines):
                 # Someone else's answer (a late one, after a timeout): out of step with the
                 # modem. Never delete on it; resync and let the sweep read the message.
                 raise ModemTimeout(f"AT+CMGR={index} got an answer that is not +CMGR: "
                                    f"{lines[0]!r}; resynchronising")
-            pdu_line = _pdu_after(lines, _CMGR)
-            stat = next((int(h.group(1)) for line in lines if (h := _CMGR.match(line))), 0)
+            pdu_line = pdu_after(lines, CMGR)
+            stat = next((int(h.group(1)) for line in lines if (h := CMGR.match(line))), 0)
             if pdu_line is not None and stat in (0, 1):
                 self._deliver(pdu_line, index=index)
             if self._mem1 != self.settings.storage:
@@ -521,14 +409,14 @@ class Modem:
         entries: list[tuple[int, str]] = []
         leftovers: list[int] = []
         for i, line in enumerate(lines):
-            m = _CMGL.match(line)
+            m = CMGL.match(line)
             # TS 27.005 §3.1 <stat>: 0/1 received (unread/read); 2/3 are stored outgoing
             # messages, not ours to answer or delete.
             if m and int(m.group(2)) in (0, 1):
-                pdu_line = _pdu_after(lines[i:], _CMGL)
+                pdu_line = pdu_after(lines[i:], CMGL)
                 if pdu_line is not None:
                     entries.append((int(m.group(1)), pdu_line))
-            elif m and self.send_mode == "stored":
+            elif m and self.sender.send_mode == "stored":
                 # Our own leftovers (a CMSS that timed out, a write whose +CMGW: index was
                 # lost in a crash): resolved at start-up already, so never sent from here.
                 leftovers.append(int(m.group(1)))
@@ -540,7 +428,7 @@ class Modem:
             self.log.info("sweep: %d stored message(s) read", len(entries))
         try:
             for line in sess.run("AT+CPMS?", t):
-                m = _CPMS.search(line)
+                m = CPMS.search(line)
                 if m:
                     self._set(sim_used=int(m.group(2)), sim_total=int(m.group(3)))
         except ModemCommandError:
@@ -577,19 +465,19 @@ class Modem:
         t = self.settings.command_timeout_s
         rssi = None
         for line in sess.run("AT+CSQ", t):
-            m = _CSQ.search(line)
+            m = CSQ.search(line)
             if m:
                 rssi = int(m.group(1))
         stat = 0
         for line in sess.run("AT+CREG?", t):
-            m = _CREG.search(line)
+            m = CREG.search(line)
             if m:
                 stat = int(m.group(1))
         operator = self._status.operator
         try:
             sess.run("AT+COPS=3,0", t)
             for line in sess.run("AT+COPS?", t):
-                m = _COPS.search(line)
+                m = COPS.search(line)
                 if m:
                     operator = m.group(1)
         except ModemCommandError:
@@ -632,122 +520,3 @@ class Modem:
         amount = balance_from(answer.text, s.balance_pattern) if s.balance_pattern else None
         self._set(balance=amount, balance_text=answer.text, balance_at=time.time())
         self.handler.on_balance(self.name, amount, answer.text)
-
-    def _send(self, sess: ATSession, job: Job) -> None:
-        s = self.settings
-        sent: list[SubmittedPart] = []
-        error: BaseException | None = None
-        try:
-            n, _ = pdumod.count_parts(job.text)
-            ref = self._refs.next() if n > 1 else None
-            validity = timedelta(hours=s.validity_hours) if s.validity_hours else None
-            parts = pdumod.encode_submit(job.recipient, job.text, reference=ref,
-                                         ref16=s.concat_ref16, status_report=s.status_reports,
-                                         validity=validity, country_code=s.country_code)
-            for p in parts:
-                started = time.time()  # "submitted" = handed to the modem
-                index = None
-                if self.send_mode == "stored":
-                    mr, index = self._send_stored(sess, job, p, started)
-                else:
-                    mr = sess.submit(p.tpdu_length, p.pdu, prompt_timeout=s.command_timeout_s,
-                                     timeout=s.send_timeout_s)
-                part = SubmittedPart(p.seq, p.total, p.reference, mr, started)
-                sent.append(part)
-                # Recorded before the slot is deleted: a stop or a crash in between must
-                # not make a sent part look unsent (it would be sent again).
-                self.handler.part_sent(job, part)
-                if index is not None:
-                    self._delete_quietly(sess, index)
-                with self._lock:
-                    self._status.sent_parts += 1
-        except (ModemCommandError, PduError) as exc:
-            error = exc
-        except ModemError as exc:  # timeout or port gone: report, then recover
-            error = exc
-            self._finish(job, error, sent)
-            raise
-        self._finish(job, error, sent)
-
-    def _send_stored(self, sess: ATSession, job: Job, p: Any,
-                     started: float) -> tuple[int | None, int | None]:
-        """Write, record, send from memory (the caller records, then deletes): a crash at
-        any point leaves either no trace on the modem (sent again) or a slot whose <stat>
-        says whether it left. Returns (mr, index to delete)."""
-        s = self.settings
-        try:
-            index = sess.write_submit(p.tpdu_length, p.pdu, timeout=s.command_timeout_s)
-        except ModemCommandError as exc:
-            if exc.kind != "CMS" or exc.code != 322:
-                raise
-            # Memory full (TS 27.005 §3.2.5): a burst of inbound SMS fills the SIM faster
-            # than sweeps drain it. Send this part directly rather than fail the reply, and
-            # drain the SIM next.
-            sess.memory_full = True
-            return sess.submit(p.tpdu_length, p.pdu, prompt_timeout=s.command_timeout_s,
-                               timeout=s.send_timeout_s), None
-        self.handler.part_stored(job, SubmittedPart(p.seq, p.total, p.reference, None, started,
-                                                    storage_index=index, pdu=p.pdu))
-        try:
-            mr = sess.send_stored(index, timeout=s.send_timeout_s)
-        except ModemCommandError:
-            self._delete_quietly(sess, index)  # refused: it never left
-            raise
-        except ModemTimeout:
-            # The network took longer than send_timeout_s. The modem may still have sent
-            # it: get back in step and ask the slot before calling the part unsent (which
-            # would send the reply twice).
-            if not sess.resync(min(3.0, s.command_timeout_s)):
-                raise
-            if self._slot_stat(sess, index, p.pdu) != 3:
-                self._delete_quietly(sess, index)
-                raise
-            self.log.info("AT+CMSS=%d timed out but the part left (stored sent)", index)
-            return None, index
-        return mr, index
-
-    def _slot_stat(self, sess: ATSession, index: int, pdu_hex: str) -> int | None:
-        """<stat> of memory slot ``index`` if it still holds ``pdu_hex``, else None."""
-        try:
-            lines = sess.run(f"AT+CMGR={index}", self.settings.command_timeout_s)
-        except ModemCommandError:
-            return None
-        header = next((h for line in lines if (h := _CMGR.match(line))), None)
-        pdu_line = _pdu_after(lines, _CMGR)
-        if header is None or pdu_line is None or pdu_line.upper() != pdu_hex.upper():
-            return None
-        return int(header.group(1))
-
-    def _delete_quietly(self, sess: ATSession, index: int) -> None:
-        try:
-            # Part of a send: a stop waits for it, so a reply's remaining parts still go out.
-            sess.run(f"AT+CMGD={index}", self.settings.command_timeout_s, interruptible=False)
-        except ModemCommandError as exc:  # the next sweep deletes it
-            self.log.debug("CMGD %d after CMSS: %s", index, exc)
-
-    def _finish(self, job: Job, error: BaseException | None,
-                sent: list[SubmittedPart]) -> None:
-        if error is not None:
-            with self._lock:
-                self._status.send_failures += 1
-            self._error(f"modem {self.name}: reply {job.outbound_id} to recipient "
-                        f"…{job.recipient[-4:]} failed: {error}")
-        self.handler.job_done(job, error, sent)
-
-
-_HEXLINE = re.compile(r"[0-9A-Fa-f]+")
-
-
-def _pdu_after(lines: tuple[str, ...], header: "re.Pattern[str]") -> str | None:
-    """The PDU line that belongs to ``header``: the next line made only of hex digits.
-    Anything between (a vendor URC the core did not recognise) is skipped, never taken
-    for the PDU."""
-    for i, line in enumerate(lines):
-        if header.match(line):
-            for follower in lines[i + 1:]:
-                if header.match(follower):
-                    return None
-                if _HEXLINE.fullmatch(follower.strip()):
-                    return follower.strip()
-            return None
-    return None
