@@ -58,6 +58,10 @@ LINK_FAILURES_PER_ATTEMPT = 3
 #: A modem must stay down this long before it is an alarm (and maybe an SMS).
 MODEM_DOWN_ALARM_AFTER_S = 60.0
 
+#: An owner thread is stuck when its heartbeat is older than its longest wait (send timeout
+#: plus command timeout) and this much more; the watchdog pings then stop.
+WATCHDOG_GRACE_S = 30.0
+
 
 @dataclass(frozen=True)
 class RegistryView:
@@ -72,7 +76,8 @@ class Service:
     def __init__(self, config: Config, *, templates: Templates | None = None,
                  listener: Listener | None = None,
                  modem_down_alarm_after_s: float = MODEM_DOWN_ALARM_AFTER_S,
-                 health_check_s: float = 15.0) -> None:
+                 health_check_s: float = 15.0,
+                 watchdog_grace_s: float = WATCHDOG_GRACE_S) -> None:
         self.config = config
         self.templates = templates or load_templates(config.replies.templates)
         self.policy = Policy(language=config.replies.language,
@@ -107,6 +112,7 @@ class Service:
         self._down_since: dict[str, float] = {}
         self.modem_down_alarm_after_s = modem_down_alarm_after_s
         self.health_check_s = health_check_s
+        self.watchdog_grace_s = watchdog_grace_s
         self.stats = {"crash_resent": 0, "crash_sent": 0}
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -189,7 +195,8 @@ class Service:
         now = time.monotonic()
         ok = True
         for name, modem in self.modems.items():
-            limit = modem.settings.send_timeout_s + modem.settings.command_timeout_s + 30
+            limit = (modem.settings.send_timeout_s + modem.settings.command_timeout_s
+                     + self.watchdog_grace_s)
             if not modem.alive:
                 log.error("modem %s owner thread died; restarting it", name)
                 modem.start()
