@@ -178,15 +178,15 @@ class Guard:
         # Plain SQL: these run for every SMS (see store.run_sql).
         kinds = [kind] if isinstance(kind, str) else list(kind)
         (n,) = run_sql(f"SELECT COUNT(*) FROM guard_event WHERE sender = ? AND kind IN "
-                    f"({', '.join('?' * len(kinds))}) AND at >= ?",
-                    [key, *kinds, since]).fetchone()
+                       f"({', '.join('?' * len(kinds))}) AND at >= ?",
+                       [key, *kinds, since]).fetchone()
         return int(n)
 
     def _all_answered(self, key: str, cnics: Sequence[str], since: float) -> bool:
         wanted = sorted({self.audit.cnic_hash(c) for c in cnics})
         (n,) = run_sql(f"SELECT COUNT(DISTINCT cnic_hmac) FROM guard_cnic WHERE sender = ? AND "
-                    f"cnic_hmac IN ({', '.join('?' * len(wanted))}) AND at >= ?",
-                    [key, *wanted, since]).fetchone()
+                       f"cnic_hmac IN ({', '.join('?' * len(wanted))}) AND at >= ?",
+                       [key, *wanted, since]).fetchone()
         return int(n) == len(wanted)
 
     def _over_quota(self, key: str, now: float) -> tuple[float, str] | None:

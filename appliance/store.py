@@ -234,7 +234,7 @@ class Store:
         fields.setdefault("received_at", now)
         with write_txn():
             row = run_sql("SELECT id FROM inbound WHERE modem = ? AND pdu_hash = ?",
-                       (fields["modem"], fields["pdu_hash"])).fetchone()
+                          (fields["modem"], fields["pdu_hash"])).fetchone()
             if row is not None:
                 return int(row[0]), False
             cols = ", ".join(fields)
@@ -277,11 +277,11 @@ class Store:
         ids = list(ids)
         with write_txn():
             (waiting,) = run_sql(f"SELECT COUNT(*) FROM inbound WHERE id IN ({_marks(ids)}) "
-                              "AND status = 'part'", ids).fetchone()
+                                 "AND status = 'part'", ids).fetchone()
             if waiting != len(ids):
                 return False
             run_sql(f"UPDATE inbound SET status = 'merged', processed_at = ? "
-                 f"WHERE id IN ({_marks(ids)})", [time.time(), *ids])
+                    f"WHERE id IN ({_marks(ids)})", [time.time(), *ids])
         return True
 
     # -- outbound --------------------------------------------------------------------------
@@ -331,7 +331,7 @@ class Store:
             oid, recipient, text, attempts, status = row
             check_move(status, State.SENDING.value)
             run_sql("UPDATE outbound SET status = ?, modem = ?, updated_at = ?, "
-                 "attempts = attempts + 1 WHERE id = ?", (State.SENDING.value, modem, now, oid))
+                    "attempts = attempts + 1 WHERE id = ?", (State.SENDING.value, modem, now, oid))
         return Job(int(oid), recipient, text, int(attempts) + 1, modem)
 
     def record_stored(self, job: Job, part: SubmittedPart) -> None:
@@ -357,21 +357,21 @@ class Store:
             # The sending modem knows the real part count (it depends on its 8- or 16-bit
             # reference); crash recovery and delivery tracking count on it.
             run_sql("UPDATE outbound SET parts = ?, first_submit_at = "
-                 "COALESCE(first_submit_at, ?) WHERE id = ?",
-                 (parts[0].total, min(p.submitted_at for p in parts), job.outbound_id))
+                    "COALESCE(first_submit_at, ?) WHERE id = ?",
+                    (parts[0].total, min(p.submitted_at for p in parts), job.outbound_id))
 
     def move(self, outbound_id: int, new: State, **fields: Any) -> None:
         """Move a reply to ``new`` through the state table (illegal moves raise)."""
         with write_txn():
             (status,) = run_sql("SELECT status FROM outbound WHERE id = ?",
-                             (outbound_id,)).fetchone()
+                                (outbound_id,)).fetchone()
             check_move(status, new.value)
             fields.update(status=new.value, updated_at=time.time())
             if any(isinstance(v, pw.Node) for v in fields.values()):  # attempts - 1 and such
                 Outbound.update(**fields).where(Outbound.id == outbound_id).execute()
             else:
                 run_sql(f"UPDATE outbound SET {' = ?, '.join(fields)} = ? WHERE id = ?",
-                     [*fields.values(), outbound_id])
+                        [*fields.values(), outbound_id])
 
     def link_failures(self, outbound_id: int) -> int:
         row = run_sql("SELECT link_failures FROM outbound WHERE id = ?", (outbound_id,)).fetchone()
@@ -447,24 +447,24 @@ class Store:
             part_id, oid, attempt = found
             if not final:
                 run_sql("UPDATE part SET report_status = ?, report_at = ? WHERE id = ?",
-                     (status, now, part_id))
+                        (status, now, part_id))
                 return None
             run_sql("UPDATE part SET status = ?, report_status = ?, report_at = ? WHERE id = ?",
-                 ("delivered" if delivered else "failed", status, now, part_id))
+                    ("delivered" if delivered else "failed", status, now, part_id))
             out_status, out_parts = run_sql("SELECT status, parts FROM outbound WHERE id = ?",
-                                         (oid,)).fetchone()
+                                            (oid,)).fetchone()
             if out_status != State.SENT.value:
                 return None
             if not delivered:
                 run_sql("UPDATE outbound SET status = ?, updated_at = ?, last_error = ? "
-                     "WHERE id = ?", (State.FAILED.value, now,
+                        "WHERE id = ?", (State.FAILED.value, now,
                                       f"delivery report TP-ST {status:#04x}", oid))
                 return int(oid)
             (done,) = run_sql("SELECT COUNT(*) FROM part WHERE outbound_id = ? AND attempt = ? "
-                           "AND status = 'delivered'", (oid, attempt)).fetchone()
+                              "AND status = 'delivered'", (oid, attempt)).fetchone()
             if done >= out_parts:
                 run_sql("UPDATE outbound SET status = ?, delivered_at = ?, updated_at = ? "
-                     "WHERE id = ?", (State.DELIVERED.value, now, now, oid))
+                        "WHERE id = ?", (State.DELIVERED.value, now, now, oid))
                 return int(oid)
         return None
 
@@ -513,7 +513,7 @@ def _marks(values: Sequence[Any]) -> str:
 
 def _insert_part(job: Job, part: SubmittedPart, status: str) -> None:
     run_sql("INSERT INTO part (outbound_id, attempt, seq, total, modem, concat_ref, mr, status, "
-         "storage_index, pdu, submitted_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-         (job.outbound_id, job.attempt, part.seq, part.total, job.modem, part.concat_ref,
+            "storage_index, pdu, submitted_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (job.outbound_id, job.attempt, part.seq, part.total, job.modem, part.concat_ref,
           part.mr, status, part.storage_index if status == "stored" else None,
           part.pdu if status == "stored" else None, part.submitted_at))
