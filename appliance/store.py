@@ -457,8 +457,8 @@ class Store:
                 return None
             if not delivered:
                 run_sql("UPDATE outbound SET status = ?, updated_at = ?, last_error = ? "
-                        "WHERE id = ?", (State.FAILED.value, now,
-                                      f"delivery report TP-ST {status:#04x}", oid))
+                        "WHERE id = ?",
+                        (State.FAILED.value, now, f"delivery report TP-ST {status:#04x}", oid))
                 return int(oid)
             (done,) = run_sql("SELECT COUNT(*) FROM part WHERE outbound_id = ? AND attempt = ? "
                               "AND status = 'delivered'", (oid, attempt)).fetchone()
@@ -515,5 +515,5 @@ def _insert_part(job: Job, part: SubmittedPart, status: str) -> None:
     run_sql("INSERT INTO part (outbound_id, attempt, seq, total, modem, concat_ref, mr, status, "
             "storage_index, pdu, submitted_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (job.outbound_id, job.attempt, part.seq, part.total, job.modem, part.concat_ref,
-          part.mr, status, part.storage_index if status == "stored" else None,
-          part.pdu if status == "stored" else None, part.submitted_at))
+             part.mr, status, part.storage_index if status == "stored" else None,
+             part.pdu if status == "stored" else None, part.submitted_at))
