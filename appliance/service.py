@@ -42,7 +42,7 @@ from .registry.status import sync_status
 from .responder import (
     Policy, RegistryState, Templates, limit_reply, load_templates, respond,
 )
-from .store import Job, Outbound, StoredPart, Store, SubmittedPart, db, write_txn
+from .store import Job, Outbound, Store, StoredPart, SubmittedPart, db, write_txn
 
 log = logging.getLogger(__name__)
 

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from bisect import bisect_left
 import time
+from bisect import bisect_left
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
