@@ -169,6 +169,14 @@ def _score(row: Row, sim: Simulator, queries: Sequence[Query],
     return [msgs[0].time - sent[s] for s, msgs in got.items()]
 
 
+def _write_at_trace(sim: Simulator, path: Path) -> None:
+    """Every modem's AT command lines with their arrival times (the last 2,000 per modem),
+    for ``scripts/at_gaps.py``: where a modem's time between two sends goes."""
+    lines = sorted((t, m.name, cmd) for m in sim.modems for t, cmd in m.command_times())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(f"{t:.4f} {name} AT{cmd}\n" for t, name, cmd in lines))
+
+
 def run_scenario(sc: Scenario, runner_for: Callable[[Path], Runner], *, work: Path,
                  answer: Callable[[str, str], tuple[str, str]], registry: Path, records: int,
                  citizens: Citizens, seed: int = 7, profile: Path | None = None) -> list[Row]:
@@ -246,6 +254,7 @@ def run_scenario(sc: Scenario, runner_for: Callable[[Path], Runner], *, work: Pa
     finally:
         runner.stop()
         sim.stop()
+        _write_at_trace(sim, work / "at-trace.txt")
     rows[0].problems += runner.problems
     stored = getattr(runner, "stored_to_submitted", None)
     if stored is not None:

@@ -12,6 +12,7 @@ the modem frames it (V.250 §5.7.1) and writes it.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -179,7 +180,7 @@ def parse_line(body: str) -> list[Command]:
 
 def execute_line(modem: SimModem, body: str) -> Reply:
     """Run every command of one line; stop at the first error or at a ``> `` prompt."""
-    modem.command_log.append(body)
+    modem.command_log.append((time.time(), body))
     try:
         commands = parse_line(body)
     except CommandSyntaxError:

@@ -93,7 +93,7 @@ class SimModem:
         self._timer_seq = itertools.count()
         self._was_registered = False
         self._reboot_pending = False
-        self.command_log: collections.deque[str] = collections.deque(maxlen=2000)
+        self.command_log: collections.deque[tuple[float, str]] = collections.deque(maxlen=2000)
         self.submits_since_fault = 0   # counts submits for Faults.fail_submits
         self.faults = Faults()
         self.faults._listener = self._fault_changed
@@ -122,6 +122,11 @@ class SimModem:
 
     def commands(self) -> list[str]:
         """The AT command lines received so far (the last 2,000), for tests."""
+        with self.lock:
+            return [line for _, line in self.command_log]
+
+    def command_times(self) -> list[tuple[float, str]]:
+        """The same lines with the Unix time each arrived (the benchmark's AT trace)."""
         with self.lock:
             return list(self.command_log)
 
