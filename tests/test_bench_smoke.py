@@ -127,3 +127,35 @@ def test_smoke_run_completes_and_prints_figures(tmp_path: Path) -> None:
             assert f"| {peer} | 2 | burst | 20 | 20 |" in out
     print(out)
     print(f"smoke run took {time.monotonic() - started:.0f} s")
+
+
+def test_at_gaps_reads_idle_radio_time_from_a_trace(tmp_path: Path) -> None:
+    import at_gaps
+
+    trace = tmp_path / "at-trace.txt"
+    # sim0: sends at 0, 3.050 (50 ms idle at 3 s latency) and 6.060 (10 ms); sim1 at 0.010
+    # and 3.020 (10 ms; a test form "=?" is no send).
+    trace.write_text("".join(f"{t:.4f} {m} {c}\n" for t, m, c in [
+        (0.000, "sim0", "AT+CMSS=1"), (0.010, "sim1", "AT+CMGS=20"),
+        (3.002, "sim0", "AT+CMGD=1"), (3.010, "sim1", "AT+CMSS=?"),
+        (3.020, "sim1", "AT+CMGS=20"), (3.030, "sim0", "AT+CMGR=2"),
+        (3.040, "sim0", "AT+CMGW=154,2"), (3.050, "sim0", "AT+CMSS=2"),
+        (6.060, "sim0", "AT+CMSS=3")]))
+    found = sorted(at_gaps.gaps(trace, 3.0), key=lambda g: (g[1], g[0]))
+    assert [(m, round(g * 1000)) for g, m, _ in found] == [("sim0", 10), ("sim0", 50),
+                                                            ("sim1", 10)]
+    steps = next(b for g, m, b in found if m == "sim0" and round(g * 1000) == 50)
+    assert [c for _, c in steps] == ["AT+CMGD=1", "AT+CMGR=2", "AT+CMGW=154,2", "AT+CMSS=2"]
+    res = subprocess.run([sys.executable, str(ROOT / "scripts" / "at_gaps.py"), str(trace),
+                          "--latency", "3"], capture_output=True, text=True, check=True)
+    assert "3 gaps between two sends" in res.stdout and "median 10.0" in res.stdout
+
+
+def test_bench_service_runs_every_step_against_a_real_store() -> None:
+    res = subprocess.run([sys.executable, str(ROOT / "scripts" / "bench_service.py"),
+                          "--messages", "40", "--modems", "2"],
+                         capture_output=True, text=True, timeout=120, check=False)
+    assert res.returncode == 0, res.stderr[-3000:]
+    for step in ("inbound", "claim", "stored", "sent", "done", "report", "**total**"):
+        assert f"| {step} |" in res.stdout
+    assert "outbound {'delivered': 40}" in res.stdout
