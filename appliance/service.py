@@ -270,7 +270,11 @@ class Service:
                 log.exception("modem %s: answering inbound %d failed; will retry", modem, iid)
         self._emit("inbound", modem=modem, sender=d.sender, text=d.text, id=iid)
         if after is not None:
-            after()
+            try:
+                after()
+            except Exception:  # committed and answered: only an alarm or a wake-up failed
+                log.exception("modem %s: inbound %d answered, but its follow-up failed",
+                              modem, iid)
 
     def _try_reassemble(self, modem: str, sender: str, ref: int, total: int,
                         force: bool = False) -> None:
