@@ -6,9 +6,10 @@ owner thread running: a leaked owner would keep a pty open and poison later test
 
 from __future__ import annotations
 
+import textwrap
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +71,36 @@ def unit_config(tmp_path: Path, sim: Any, *, modem_overrides: dict[str, Any] | N
     for name, values in sections.items():
         data.setdefault(name, {}).update(values)
     return config_from_dict(data, base_dir=tmp_path)
+
+
+def write_unit_toml(tmp_path: Path, ports: Sequence[tuple[str, str]], *,
+                    own_numbers: Sequence[str] = (), http_bind: str = "",
+                    send_timeout_s: float = 10, sweep_interval_s: float | None = None,
+                    extra: str = "") -> Path:
+    """``appliance.toml`` for a unit run as its own process (``python -m appliance …``) on
+    the modems ``ports`` ((name, port) pairs), with fast test timings."""
+    sweep = f"sweep_interval_s = {sweep_interval_s:g}\n" if sweep_interval_s else ""
+    modems = "".join(textwrap.dedent(f"""
+        [[modems]]
+        name = "{name}"
+        port = "{port}"
+        min_interval_s = 0
+        command_timeout_s = 2
+        send_timeout_s = {send_timeout_s:g}
+        """) + sweep for name, port in ports)
+    numbers = ", ".join(f'"{n}"' for n in own_numbers)
+    path = tmp_path / "appliance.toml"
+    path.write_text(textwrap.dedent(f"""
+        [unit]
+        name = "test"
+        data_dir = "{tmp_path / 'data'}"
+        own_numbers = [{numbers}]
+        [replies]
+        templates = "{FIRMWARE_CONFIG / 'replies.toml'}"
+        [status]
+        http_bind = "{http_bind}"
+        """) + extra + modems)
+    return path
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ import re
 import signal
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ from appliance.cnic import format_cnic, to_urdu_digits
 from appliance.registry.importer import demo_cnics
 from appliance.registry.lookup import Registry
 from appliance.responder import Policy, load_templates, respond
-from tests.conftest import FIRMWARE_CONFIG, ROOT, unit_config, wait_until
+from tests.conftest import FIRMWARE_CONFIG, ROOT, unit_config, wait_until, write_unit_toml
 
 CITIZEN = "+923001112233"
 CNICS = demo_cnics()
@@ -145,26 +144,9 @@ def test_reply_moves_to_another_modem_when_the_receiver_cannot_send(
 # -- the real process: run, kill -9, restart -------------------------------------------------
 
 def write_config(tmp_path: Path, sim: Any, extra: str = "") -> Path:
-    modems = "\n".join(textwrap.dedent(f"""
-        [[modems]]
-        name = "{m.name}"
-        port = "{m.port}"
-        min_interval_s = 0
-        command_timeout_s = 2
-        send_timeout_s = 15
-        sweep_interval_s = 5
-        """) for m in sim.modems)
-    path = tmp_path / "appliance.toml"
-    path.write_text(textwrap.dedent(f"""
-        [unit]
-        data_dir = "{tmp_path / 'data'}"
-        own_numbers = [{", ".join(f'"{m.number}"' for m in sim.modems)}]
-        [replies]
-        templates = "{FIRMWARE_CONFIG / 'replies.toml'}"
-        [status]
-        http_bind = ""
-        """) + modems + extra)
-    return path
+    return write_unit_toml(tmp_path, [(m.name, m.port) for m in sim.modems],
+                           own_numbers=[m.number for m in sim.modems], send_timeout_s=15,
+                           sweep_interval_s=5, extra=extra)
 
 
 def start_unit(config: Path) -> subprocess.Popen[bytes]:

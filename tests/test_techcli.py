@@ -9,8 +9,6 @@ import os
 import sqlite3
 import subprocess
 import sys
-import textwrap
-from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -23,7 +21,7 @@ from appliance.doctor import FAIL, PASS, DiskUsage, check_clock, disk_alarm
 from appliance.modem.simulator import ModemSpec, Simulator
 from appliance.probe import discover, stable_name
 from appliance.statuspage import StatusServer
-from tests.conftest import FIRMWARE_CONFIG, ROOT, wait_until
+from tests.conftest import FIRMWARE_CONFIG, ROOT, wait_until, write_unit_toml
 from tests.test_statuspage import live_unit  # noqa: F401  (a fixture)
 
 TECHNICIAN = "+923009998877"
@@ -36,29 +34,6 @@ def nsor(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     print(f"$ nsor {' '.join(args)}  → exit {proc.returncode}\n{proc.stdout}{proc.stderr}")
     assert "Traceback" not in proc.stderr and "Traceback" not in proc.stdout, proc.stderr
     return proc
-
-
-def write_config(tmp_path: Path, ports: Sequence[tuple[str, str]], http_bind: str = "",
-                 extra: str = "") -> Path:
-    modems = "".join(textwrap.dedent(f"""
-        [[modems]]
-        name = "{name}"
-        port = "{port}"
-        min_interval_s = 0
-        command_timeout_s = 2
-        send_timeout_s = 10
-        """) for name, port in ports)
-    path = tmp_path / "appliance.toml"
-    path.write_text(textwrap.dedent(f"""
-        [unit]
-        name = "test"
-        data_dir = "{tmp_path / 'data'}"
-        [replies]
-        templates = "{FIRMWARE_CONFIG / 'replies.toml'}"
-        [status]
-        http_bind = "{http_bind}"
-        """) + extra + modems)
-    return path
 
 
 def closed_port() -> str:
@@ -133,7 +108,7 @@ def doctor_lines(proc: subprocess.CompletedProcess[str]) -> list[str]:
 def test_doctor_healthy_unit_passes(tmp_path: Path, sim: Any, sample_registry: Path) -> None:
     from appliance.secret import load_or_create_secret
 
-    config = write_config(tmp_path, sim_ports(sim), http_bind=closed_port())
+    config = write_unit_toml(tmp_path, sim_ports(sim), http_bind=closed_port())
     load_or_create_secret(tmp_path / "data" / "secret.key")
     proc = nsor("doctor", "--config", str(config))
     lines = doctor_lines(proc)
@@ -149,7 +124,7 @@ def test_doctor_names_each_failure_with_its_fix(tmp_path: Path, sim: Any,
                                                 sample_registry: Path) -> None:
     held = serial.Serial(sim.modems[1].port, exclusive=True)
     try:
-        config = write_config(tmp_path, sim_ports(sim) + [("usb3", "/dev/nsor/modem3")],
+        config = write_unit_toml(tmp_path, sim_ports(sim) + [("usb3", "/dev/nsor/modem3")],
                               http_bind=closed_port())
         (tmp_path / "data" / "secret.key").write_text("0" * 64 + "\n")
         os.chmod(tmp_path / "data" / "secret.key", 0o644)
@@ -179,7 +154,7 @@ def test_doctor_reports_every_config_problem(tmp_path: Path) -> None:
 def test_doctor_takes_modem_facts_from_the_running_service(
         live_unit: tuple[Any, StatusServer], tmp_path: Path, sim: Any) -> None:
     _, server = live_unit
-    config = write_config(tmp_path, sim_ports(sim), http_bind=f"127.0.0.1:{server.port}")
+    config = write_unit_toml(tmp_path, sim_ports(sim), http_bind=f"127.0.0.1:{server.port}")
     proc = nsor("doctor", "--config", str(config))
     # The service holds both ports with an exclusive lock: a doctor that opened them
     # would report them held. It must not even try.
@@ -206,7 +181,7 @@ def test_disk_alarm_and_clock_checks_are_pure() -> None:
 def test_status_from_the_running_service(live_unit: tuple[Any, StatusServer], tmp_path: Path,
                                          sim: Any) -> None:
     _, server = live_unit
-    config = write_config(tmp_path, sim_ports(sim), http_bind=f"127.0.0.1:{server.port}")
+    config = write_unit_toml(tmp_path, sim_ports(sim), http_bind=f"127.0.0.1:{server.port}")
     proc = nsor("status", "--config", str(config))
     assert proc.returncode == 0, proc.stderr
     rows = [line for line in proc.stdout.splitlines() if line.startswith(("│ sim0", "│ sim1"))]
@@ -223,7 +198,7 @@ def test_status_without_the_service_reads_the_files(tmp_path: Path, sim: Any,
     store = Store(tmp_path / "data" / "state.db")
     store.queue_reply(recipient="+923001234567", text="x", parts=1, preferred_modem="sim1")
     store.close()
-    config = write_config(tmp_path, sim_ports(sim), http_bind=closed_port())
+    config = write_unit_toml(tmp_path, sim_ports(sim), http_bind=closed_port())
     proc = nsor("status", "--config", str(config))
     assert proc.returncode == 3
     assert proc.stdout.startswith("service not running")
@@ -237,7 +212,7 @@ def test_status_without_the_service_reads_the_files(tmp_path: Path, sim: Any,
 def test_send_test_goes_out_through_the_chosen_modem(live_unit: tuple[Any, StatusServer],
                                                      tmp_path: Path, sim: Any) -> None:
     _, server = live_unit
-    config = write_config(tmp_path, sim_ports(sim), http_bind=f"127.0.0.1:{server.port}")
+    config = write_unit_toml(tmp_path, sim_ports(sim), http_bind=f"127.0.0.1:{server.port}")
     proc = nsor("send-test", TECHNICIAN, "--modem", "sim1", "--text", "hello from the unit",
                 "--wait", "30", "--config", str(config))
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -250,7 +225,7 @@ def test_send_test_without_the_service_stays_queued(tmp_path: Path, sim: Any) ->
     from appliance.store import Store
 
     Store(tmp_path / "data" / "state.db").close()
-    config = write_config(tmp_path, sim_ports(sim), http_bind=closed_port())
+    config = write_unit_toml(tmp_path, sim_ports(sim), http_bind=closed_port())
     proc = nsor("send-test", "0300-9998877", "--config", str(config))
     assert proc.returncode == 3
     assert "service not running" in proc.stdout and "stays queued" in proc.stdout
@@ -260,7 +235,7 @@ def test_send_test_without_the_service_stays_queued(tmp_path: Path, sim: Any) ->
 
 
 def test_send_test_refuses_an_unknown_modem(tmp_path: Path, sim: Any) -> None:
-    config = write_config(tmp_path, sim_ports(sim), http_bind=closed_port())
+    config = write_unit_toml(tmp_path, sim_ports(sim), http_bind=closed_port())
     proc = nsor("send-test", TECHNICIAN, "--modem", "sim7", "--config", str(config))
     assert proc.returncode != 0
     assert "sim7" in proc.stderr and "sim0, sim1" in proc.stderr
