@@ -416,7 +416,9 @@ def test_fuzz_any_bytes_any_calls(operations: list[tuple[str, object]], max_line
         elif op in ("cmd", "prompt") and proto.pending is None:
             proto.command(str(arg), prompt=op == "prompt")
             prompted = False
-        elif op == "pdu" and prompted:
+        elif op == "pdu" and prompted and proto.pending is not None:
+            # As the session does: "> " followed by the final result in one read ends the
+            # command, and no PDU may follow (see test_session.py).
             proto.pdu(str(arg))
             prompted = False
         elif op == "abort":

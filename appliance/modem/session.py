@@ -179,6 +179,10 @@ class ATSession:
         self._write(self.proto.command(command, prompt=True))
         ev = self._await(time.monotonic() + prompt_timeout, True, f"the > prompt of {command}",
                          interruptible=False)
+        if isinstance(ev, Prompt) and self.proto.pending is None:
+            # "> " and the final result in one read: the modem ended the command before
+            # taking a PDU. Its result is already parsed, next in the queue.
+            ev = self._await(time.monotonic() + timeout, False, command, interruptible=False)
         if isinstance(ev, Response):  # an error instead of the prompt
             self._lines_or_raise(command, ev)
             raise ModemCommandError(f"{command} answered OK without a prompt")
