@@ -1,3 +1,5 @@
 """NSOR SMS appliance: answers CNIC queries by SMS from an embedded, signed registry."""
 
-__version__ = "0.1.0"
+from .version import __version__
+
+__all__ = ["__version__"]

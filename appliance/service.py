@@ -537,7 +537,8 @@ class Service:
                 "received": st.received, "sent_parts": st.sent_parts,
                 "send_failures": st.send_failures, "reopens": st.reopens,
                 "sim_used": st.sim_used, "sim_total": st.sim_total,
-                "identity": st.identity, "since": st.since})
+                "identity": st.identity, "since": st.since,
+                "balance": st.balance, "balance_at": st.balance_at})
         view = self.registry_view()
         info = view.info
         age = info.age(datetime.now(timezone.utc))
