@@ -538,7 +538,8 @@ class Service:
                 "send_failures": st.send_failures, "reopens": st.reopens,
                 "sim_used": st.sim_used, "sim_total": st.sim_total,
                 "identity": st.identity, "since": st.since,
-                "balance": st.balance, "balance_at": st.balance_at})
+                "balance": st.balance, "balance_at": st.balance_at,
+                "network": st.network})
         view = self.registry_view()
         info = view.info
         age = info.age(datetime.now(timezone.utc))

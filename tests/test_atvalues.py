@@ -204,3 +204,13 @@ def test_split_fields_keeps_quoted_and_parenthesised_commas() -> None:
     fields = split_fields(' 1 , "a,b" ,(0,1), ,x')
     assert [f.text for f in fields] == ["1", "a,b", "(0,1)", "", "x"]
     assert [f.quoted for f in fields] == [False, True, False, False, False]
+
+
+def test_ussd_string_packed_for_huawei() -> None:
+    from appliance.modem.atvalues import ussd_string
+
+    assert ussd_string("*100#", packed=True) == "AA180C3602"   # the Huawei manual's example
+    assert ussd_string("*123#", packed=False) == "*123#"
+    # Seven septets leave seven spare bits: padded with CR, not read as '@'.
+    assert len(bytes.fromhex(ussd_string("*123*1#", packed=True))) == 7
+    assert bytes.fromhex(ussd_string("*123*1#", packed=True))[-1] >> 1 == 0x0D

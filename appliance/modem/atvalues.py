@@ -17,6 +17,8 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from .pdu_text import gsm7_codes, pack_septets
+
 # -- fields ------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -417,3 +419,21 @@ def own_number(lines: Iterable[str]) -> str:
     numbers = parse_cnum(lines)
     voice = [n for n in numbers if n.service == 4]
     return (voice or list(numbers) or [OwnNumber("", 129)])[0].number
+
+
+# -- +CUSD (TS 27.007 §7.15) ------------------------------------------------------------
+
+def ussd_string(code: str, *, packed: bool) -> str:
+    """The <str> of ``AT+CUSD=1,<str>,15``: the code as text, or, for modems that take it
+    as packed GSM-7 septets in hex (Huawei sticks, whatever +CSCS says), packed:
+    ``*100#`` → ``AA180C3602``."""
+    if not packed:
+        return code
+    codes = gsm7_codes(code)
+    if codes is None:
+        return code
+    septets = [c for group in codes for c in group]
+    if len(septets) % 8 == 7:
+        # TS 23.038 §6.1.2.3.1: seven spare bits would read as '@'; USSD pads with CR.
+        septets.append(0x0D)
+    return pack_septets(bytes(septets)).hex().upper()

@@ -34,8 +34,8 @@ from . import pdu as pdumod
 from .answers import CMGL, CMGR, CMTI, COPS, CPMS, CSQ, pdu_after
 from .atvalues import (CNMI_FALLBACKS, CnmiRanges, Registration, choose_cnmi, choose_storage,
                        parse_cnmi_ranges, parse_registration, parse_storage_options,
-                       sms_service)
-from .families import family_for
+                       sms_service, ussd_string)
+from .families import Family, family_for
 from .contract import ModemHandler, ModemSettings, ModemState, ModemStatus
 from .port import CALL, POKE, STOP, Item, Port
 from .sender import Sender
@@ -71,6 +71,7 @@ class Modem:
         # check's read answers and from URCs; "can do SMS" is decided from all of them.
         self._regs: dict[str, Registration] = {}
         self._reg_commands: tuple[str, ...] = ("+CREG",)
+        self._family: Family | None = None  # its row in families.py, from +CGMI/+CGMM
         self.sender = Sender(settings, handler, self.log, concat_ref_start=concat_ref_start,
                              on_part=self._part_sent, on_failure=self._send_failed)
         self.heartbeat = time.monotonic()
@@ -322,7 +323,9 @@ class Modem:
         """URCs on registration changes for each domain the modem has (TS 27.007 §7.2,
         §10.1.20/22/52): its family's list where known, else all four, keeping those it
         accepts. The health check then reads the same ones."""
-        family = family_for(ident.get("manufacturer", ""), ident.get("model", ""))
+        self._family = family = family_for(ident.get("manufacturer", ""),
+                                           ident.get("model", ""))
+        self.log.info("family: %s", family.name if family else "not in the table (generic)")
         candidates = family.registration if family else ("+CREG", "+CGREG", "+CEREG",
                                                           "+C5GREG")
         accepted = []
@@ -581,8 +584,10 @@ class Modem:
         from .ussd import balance_from, parse_cusd
 
         s = self.settings
+        code = ussd_string(s.balance_ussd, packed=bool(self._family and
+                                                          self._family.ussd_packed))
         try:
-            sess.run(f'AT+CUSD=1,"{s.balance_ussd}",15', s.command_timeout_s)
+            sess.run(f'AT+CUSD=1,"{code}",15', s.command_timeout_s)
         except ModemCommandError as exc:
             self._error(f"modem {self.name}: balance request {s.balance_ussd} refused: {exc}")
             return

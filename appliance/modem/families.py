@@ -31,6 +31,7 @@ class Family:
     ussd: str                       # how the USSD string of AT+CUSD is written
     quirks: tuple[str, ...]
     transcript: str                 # tests/data/at/<file>
+    ussd_packed: bool = False       # AT+CUSD wants the code as packed GSM-7 in hex
 
     def matches(self, manufacturer: str, model: str) -> bool:
         return bool(re.search(self.cgmi, manufacturer, re.IGNORECASE)
@@ -46,7 +47,7 @@ FAMILIES: tuple[Family, ...] = (
            '("SM","ME","SM_P","ME_P","MT"),("SM","ME","SM_P","ME_P","MT"),'
            '("SM","ME","SM_P","ME_P","MT")',
            _CS, "text (AT+CSCS=\"GSM\")",
-           ("2G only", "no <ds>=2: status reports arrive inline (+CDS)",
+           ("2G only", "no ds=2 in AT+CNMI: status reports arrive inline (+CDS)",
             "*PSUTTZ/DST network-time URCs at any moment, even inside a response",
             "echo on after power-up; RDY, Call Ready, SMS Ready at boot"),
            "family_sim800.at"),
@@ -68,17 +69,17 @@ FAMILIES: tuple[Family, ...] = (
            "(0-2),(0-3),(0,2),(0,1),(0,1)",
            '("SM","ME","MT"),("SM","ME","MT"),("SM","ME","MT")',
            _CS, "text (AT+CSCS=\"GSM\")",
-           ("2G only", "no <ds>=2: status reports arrive inline (+CDS)",
+           ("2G only", "no ds=2 in AT+CNMI: status reports arrive inline (+CDS)",
             "Call Ready / SMS Ready at boot"),
            "family_quectel_m35.at"),
     Family("huawei-e173", "Huawei E173 (stick mode)", r"huawei", r"^E1[57]\d", True, True,
            "(0,1,2),(0,1,2,3),(0,2),(0,1,2),(0,1)",
            '("ME","MT","SM","SR"),("ME","MT","SM","SR"),("ME","MT","SM","SR")',
-           _CS, "GSM-7 packed, hex (AT+CUSD=1,\"AA180C3602\",15)",
+           _CS, "GSM-7 packed, hex (*100# is AT+CUSD=1,\"AA180C3602\",15)",
            ("^RSSI, ^BOOT, ^MODE URCs on the AT port (AT^CURC=0 silences them)",
             "URCs only on the port chosen by AT^PORTSEL",
             "COMMAND NOT SUPPORT as a final result"),
-           "family_huawei_e173.at"),
+           "family_huawei_e173.at", ussd_packed=True),
     Family("huawei-e3372", "Huawei E3372 (stick mode)", r"huawei|zowee", r"E3372", True,
            True,
            "(0,1,2),(0,1,2,3),(0,2),(0,1,2),(0,1)",
@@ -86,7 +87,7 @@ FAMILIES: tuple[Family, ...] = (
            _LTE, "GSM-7 packed, hex",
            ("stick (AT) firmware only; HiLink firmware has no AT port",
             "AT+CPMS with one or two memories is ERROR: always give all three"),
-           "family_huawei_e3372.at"),
+           "family_huawei_e3372.at", ussd_packed=True),
     Family("ublox", "u-blox (SARA/LARA/TOBY)", r"u-blox", r".", True, True,
            "(0-2),(0-3),(0-3),(0-2),(0,1)",
            '("ME","SM","MT"),("ME","SM","MT"),("ME","SM","MT")',
@@ -99,9 +100,9 @@ FAMILIES: tuple[Family, ...] = (
            "(0-2),(0,1),(0,2),(0),(1)",
            '("ME","SM","MT"),("ME","SM","MT"),("SM","MT")',
            _LTE, "text",
-           ("<bfr> 1 only: every AT+CNMI with bfr=0 is refused",
-            "no <ds>=2 on some modules: no delivery reports",
-            "ME not offered as the receive memory (mem3)",
+           ("bfr=1 only in AT+CNMI: every setting with bfr=0 is refused",
+            "no ds=2 (some modules no ds at all): no delivery reports",
+            "ME not offered as the receive memory (mem3 of AT+CPMS)",
             "changing AT+CNMI on one interface resets it on the others"),
            "family_cinterion.at"),
     Family("telit", "Telit (GL865/HE910/LE910)", r"Telit", r".", True, True,
@@ -109,7 +110,7 @@ FAMILIES: tuple[Family, ...] = (
            '("SM","ME"),("SM","ME"),("SM","ME")',
            _LTE, "text",
            ("extended +CREG/+CGREG fields in mode 2",
-            "delivery reports need AT+CSMP <fo> bit 5 (we set it in the PDU)"),
+            "delivery reports need TP-SRR in the first octet (text-mode AT+CSMP 49; our PDUs set it)"),
            "family_telit.at"),
 )
 
