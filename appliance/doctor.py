@@ -162,7 +162,8 @@ def _modem_direct(m: Any, timeout: float) -> Iterator[Check]:
         yield Check(PASS, f"{who}: network", f"{r.operator or 'registered'}, {signal}")
     else:
         from .probe import CREG_TEXT
-        why = CREG_TEXT.get(r.creg, "unknown") if r.creg is not None else "no answer"
+        why = r.network or (CREG_TEXT.get(r.creg, "unknown") if r.creg is not None
+                            else "no answer")
         yield Check(FAIL, f"{who}: network", f"not registered ({why}), {signal}",
                     "check the antenna, move the unit near a window, check the SIM works in a "
                     "phone here (2G-only modems fail where 2G is off)")

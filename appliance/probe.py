@@ -30,6 +30,7 @@ from .errors import ModemCommandError, ModemError, ModemGone, ModemTimeout
 from .modem.answers import COPS, CSQ
 from .modem.atvalues import (STAT_TEXT, Registration, own_number, parse_registration,
                              parse_storage_use, sms_service)
+from .modem.families import registration_reports
 from .modem.port import Item, Port
 from .modem.session import ATSession
 
@@ -233,10 +234,13 @@ def _interview(sess: ATSession, res: ProbeResult, t: float) -> None:
             res.rssi = int(m.group(1))
     regs: dict[str, Registration] = {}
     lines = list(_ask(sess, res, "AT+CREG?", t))
-    try:  # 2G-only modems refuse +CEREG: not worth a note
-        lines += sess.run("AT+CEREG?", t)
-    except ModemCommandError:
-        pass
+    for name in registration_reports(res.manufacturer, res.model):
+        if name == "+CREG":
+            continue
+        try:  # a 2G-only modem refuses +CEREG: not worth a note
+            lines += sess.run(f"AT{name}?", t)
+        except ModemCommandError:
+            pass
     for line in lines:
         if reg := parse_registration(line, solicited=True):
             regs[reg.command] = reg

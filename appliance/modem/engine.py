@@ -35,7 +35,7 @@ from .answers import CMGL, CMGR, CMTI, COPS, CPMS, CSQ, pdu_after
 from .atvalues import (CNMI_FALLBACKS, CnmiRanges, Registration, choose_cnmi, choose_storage,
                        parse_cnmi_ranges, parse_registration, parse_storage_options,
                        sms_service, ussd_string)
-from .families import Family, family_for
+from .families import Family, family_for, registration_reports
 from .contract import ModemHandler, ModemSettings, ModemState, ModemStatus
 from .port import CALL, POKE, STOP, Item, Port
 from .sender import Sender
@@ -326,8 +326,8 @@ class Modem:
         self._family = family = family_for(ident.get("manufacturer", ""),
                                            ident.get("model", ""))
         self.log.info("family: %s", family.name if family else "not in the table (generic)")
-        candidates = family.registration if family else ("+CREG", "+CGREG", "+CEREG",
-                                                          "+C5GREG")
+        candidates = registration_reports(ident.get("manufacturer", ""),
+                                          ident.get("model", ""))
         accepted = []
         for name in candidates:
             try:

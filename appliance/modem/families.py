@@ -120,6 +120,16 @@ def family_for(manufacturer: str, model: str) -> Family | None:
     return next((f for f in FAMILIES if f.matches(manufacturer, model)), None)
 
 
+#: Every registration report, for a modem not in the table (the ones it refuses are dropped).
+ALL_REPORTS = ("+CREG", "+CGREG", "+CEREG", "+C5GREG")
+
+
+def registration_reports(manufacturer: str, model: str) -> tuple[str, ...]:
+    """The registration reports to read on this modem (engine and probe alike)."""
+    family = family_for(manufacturer, model)
+    return family.registration if family else ALL_REPORTS
+
+
 def matrix() -> str:
     """The compatibility matrix as a Markdown table (docs/modems.md)."""
     head = ("| family | PDU mode | AT+CMGW/AT+CMSS | +CNMI ranges | storages | "
