@@ -118,3 +118,27 @@ def test_balance_by_ussd_in_the_family_encoding(tmp_path: Path, bank: Any, famil
                                          else '"*123#",15'), sent
     finally:
         svc.stop()
+
+
+@pytest.mark.parametrize("family", ["ublox_lte", "cinterion"])
+def test_the_issue_18_crowd_is_answered(unit: Any, bank: Any, family: str,
+                                        sample_registry: Path, request: pytest.FixtureRequest,
+                                        record_property: Any) -> None:
+    """The measurement the issue reports (35 of 35 citizens unanswered on two such modems),
+    repeated: 35 citizens over the two modems, every one answered with the exact reply."""
+    from tests.fault_support import show_figures
+
+    names = [m.name for m in bank.modems]
+    assert wait_until(lambda: all(unit.modems[n].status().state == "ready" for n in names),
+                      20)
+    crowd = {f"+9230022{i:05d}": (CNICS.hits + CNICS.misses)[i % 6] for i in range(35)}
+    for i, (who, cnic) in enumerate(crowd.items()):
+        bank.citizen_send(who, i % 2, format_cnic(cnic))
+    wait_until(lambda: all(bank.inbox(w) for w in crowd), 60)
+    answered = sum(1 for w in crowd if bank.inbox(w))
+    wrong = sum(1 for w, c in crowd.items()
+                if bank.inbox(w) and bank.inbox(w) != [expected_reply(sample_registry,
+                                                                      format_cnic(c))])
+    show_figures(request, record_property, f"profile[{family}]",
+                 {"citizens": len(crowd), "answered": answered, "wrong": wrong})
+    assert (answered, wrong) == (35, 0)
