@@ -123,3 +123,11 @@ def test_unknown_modem_has_no_family() -> None:
     assert family_for("SIMCOM_Ltd", "SIMCOM_SIM800L").key == "sim800"  # type: ignore[union-attr]
     assert family_for("SIMCOM INCORPORATED",
                       "SIMCOM_SIM7600E-H").key == "sim7600"  # type: ignore[union-attr]
+
+
+def test_registration_reports_read_are_those_that_decide() -> None:
+    from appliance.modem.families import registration_reports
+
+    assert registration_reports("SIMCOM_Ltd", "SIMCOM_SIM800L") == ("+CREG",)
+    assert registration_reports("Quectel", "EC25") == ("+CREG", "+CEREG")
+    assert registration_reports("Acme", "X1") == ("+CREG", "+CEREG", "+C5GREG")

@@ -84,8 +84,8 @@ def test_every_family_answers_hit_miss_and_multipart(unit: Any, bank: Any, famil
 @pytest.mark.parametrize("family", ["ublox_lte"])
 def test_lte_sms_only_module_stays_ready_through_packet_domain_urcs(unit: Any, bank: Any,
                                                                     family: str) -> None:
-    """Radio off and on: +CREG 0 then 6 and +CGREG 0 arrive as URCs; the modem comes back
-    and answers (a GPRS state never takes it away, "SMS only" is registered)."""
+    """Radio off and on: +CREG 0 then 6 (and +CEREG 0 then 1) arrive as URCs; the modem
+    goes out of service and comes back, "SMS only", and answers."""
     m = bank.modems[0]
     status = unit.modems[m.name].status
     assert wait_until(lambda: status().state == "ready", 20)

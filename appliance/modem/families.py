@@ -125,9 +125,12 @@ ALL_REPORTS = ("+CREG", "+CGREG", "+CEREG", "+C5GREG")
 
 
 def registration_reports(manufacturer: str, model: str) -> tuple[str, ...]:
-    """The registration reports to read on this modem (engine and probe alike)."""
+    """The registration reports to switch on and read on this modem (engine and probe
+    alike): those that can decide "can do SMS" (atvalues.sms_service), so not +CGREG,
+    which never decides and would cost an AT round trip per health check."""
     family = family_for(manufacturer, model)
-    return family.registration if family else ALL_REPORTS
+    return tuple(r for r in (family.registration if family else ALL_REPORTS)
+                 if r != "+CGREG")
 
 
 def matrix() -> str:
