@@ -35,8 +35,8 @@ from .answers import CMGL, CMGR, CMTI, COPS, CPMS, CSQ, pdu_after
 from .atvalues import (CNMI_FALLBACKS, CnmiRanges, Registration, choose_cnmi, choose_storage,
                        parse_cnmi_ranges, parse_registration, parse_storage_options,
                        sms_service, ussd_string)
-from .families import Family, family_for, registration_reports
 from .contract import ModemHandler, ModemSettings, ModemState, ModemStatus
+from .families import Family, family_for, registration_reports
 from .port import CALL, POKE, STOP, Item, Port
 from .sender import Sender
 from .session import ATSession, Stopping
@@ -320,9 +320,9 @@ class Modem:
                                 f"(offered {_ranges_text(ranges)})")
 
     def _enable_registration_reports(self, sess: ATSession, ident: dict[str, str]) -> None:
-        """URCs on registration changes for each domain the modem has (TS 27.007 §7.2,
-        §10.1.20/22/52): its family's list where known, else all four, keeping those it
-        accepts. The health check then reads the same ones."""
+        """URCs on registration changes for each domain that can decide SMS (TS 27.007
+        §7.2, §10.1.22, §10.1.52; families.registration_reports: the family's where known,
+        else all), keeping those the modem accepts. The health check reads the same."""
         self._family = family = family_for(ident.get("manufacturer", ""),
                                            ident.get("model", ""))
         self.log.info("family: %s", family.name if family else "not in the table (generic)")
