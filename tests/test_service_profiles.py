@@ -82,20 +82,30 @@ def test_every_family_answers_hit_miss_and_multipart(unit: Any, bank: Any, famil
 
 
 @pytest.mark.parametrize("family", ["ublox_lte"])
-def test_lte_sms_only_module_stays_ready_through_packet_domain_urcs(unit: Any, bank: Any,
-                                                                    family: str) -> None:
-    """Radio off and on: +CREG 0 then 6 (and +CEREG 0 then 1) arrive as URCs; the modem
-    goes out of service and comes back, "SMS only", and answers."""
-    m = bank.modems[0]
-    status = unit.modems[m.name].status
-    assert wait_until(lambda: status().state == "ready", 20)
-    m.faults.registered = False
-    assert wait_until(lambda: status().state == "no network", 10)
-    m.faults.registered = True
-    assert wait_until(lambda: status().state == "ready", 10)
-    assert "SMS only" in status().network
-    bank.citizen_send("+923001110009", 0, CNICS.misses[1])
-    assert wait_until(lambda: len(bank.inbox("+923001110009")) == 1, 20)
+def test_lte_sms_only_module_follows_registration_urcs(tmp_path: Path, bank: Any, family: str,
+                                                       sample_registry: Path) -> None:
+    """Radio off and on, with the health check out of the way (an hour apart), so only the
+    URCs can move the state: +CREG 0 / +CEREG 0, then "+CREG: 6, 0FA1, 1B2C,7" and
+    "+CEREG: 1, 00A1, 01A2D001,7" (unquoted, with spaces). The modem goes out of service
+    and comes back "SMS only", and answers."""
+    from appliance.service import Service
+
+    svc = Service(unit_config(tmp_path, bank, modem_overrides={"health_interval_s": 3600}))
+    svc.start()
+    try:
+        m = bank.modems[0]
+        status = svc.modems[m.name].status
+        assert wait_until(lambda: status().state == "ready", 20)
+        m.faults.registered = False
+        assert wait_until(lambda: status().state == "no network", 10)
+        m.faults.registered = True
+        assert wait_until(lambda: status().state == "ready", 10)
+        assert "SMS only" in status().network
+        assert any(c.upper() in ("+CREG=2", "AT+CREG=2") for c in m.commands())
+        bank.citizen_send("+923001110009", 0, CNICS.misses[1])
+        assert wait_until(lambda: len(bank.inbox("+923001110009")) == 1, 20)
+    finally:
+        svc.stop()
 
 
 @pytest.mark.parametrize("family", ["huawei", "ec25"])

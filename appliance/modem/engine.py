@@ -330,11 +330,15 @@ class Modem:
                                           ident.get("model", ""))
         accepted = []
         for name in candidates:
-            try:
-                sess.run(f"AT{name}=1", self.settings.command_timeout_s)
-                accepted.append(name)
-            except ModemCommandError:
-                self.log.debug("AT%s=1 refused", name)
+            # n=2 adds the location (and access technology) to each URC, for the log;
+            # n=1 where a modem refuses 2.
+            for n in (2, 1):
+                try:
+                    sess.run(f"AT{name}={n}", self.settings.command_timeout_s)
+                    accepted.append(name)
+                    break
+                except ModemCommandError:
+                    self.log.debug("AT%s=%d refused", name, n)
         self._reg_commands = tuple(accepted) or ("+CREG",)
         self._regs = {}
 
