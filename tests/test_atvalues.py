@@ -96,6 +96,13 @@ def test_not_sms_capable_stats(stat: int) -> None:
     assert not sms_service(regs(f"+CREG: {stat}")).able
 
 
+def test_registered_per_domain() -> None:
+    """"SMS only" is a circuit-switched state; a packet domain is registered at 1 and 5."""
+    assert reg("+CREG: 6").registered and reg("+CEREG: 5").registered
+    assert not reg("+CEREG: 6").registered and not reg("+CGREG: 2").registered
+    assert reg("+CREG: 7").text == "registered for SMS only, roaming"
+
+
 def test_packet_domain_never_takes_sms_away() -> None:
     """+CREG: 5 then +CGREG: 0 (the issue's case) and a searching EPS."""
     assert sms_service(regs("+CREG: 5", "+CGREG: 0")).able

@@ -29,7 +29,7 @@ class Field:
     quoted: bool = False
 
     @property
-    def int(self) -> int | None:
+    def as_int(self) -> int | None:
         """The field as a decimal integer, None unless it is one and was not quoted."""
         return int(self.text) if not self.quoted and self.text.isdigit() else None
 
@@ -128,7 +128,7 @@ def parse_registration(line: str, *, solicited: bool) -> Registration | None:
     else:
         return None
     fields = split_fields(args)
-    ints = [f.int for f in fields]
+    ints = [f.as_int for f in fields]
     if not fields or ints[0] is None:
         return None
     read_form = solicited and len(fields) >= 2 and ints[1] is not None
@@ -137,17 +137,13 @@ def parse_registration(line: str, *, solicited: bool) -> Registration | None:
         read_form = True
     n = ints[0] if read_form else None
     rest = fields[1:] if read_form else fields
-    stat = rest[0].int if rest else None
+    stat = rest[0].as_int if rest else None
     if stat is None:
         return None
     area = rest[1].text.upper() if len(rest) > 1 else ""
     cell = rest[2].text.upper() if len(rest) > 2 else ""
-    act = rest[3].int if len(rest) > 3 else None
+    act = rest[3].as_int if len(rest) > 3 else None
     return Registration(name, stat, n, area, cell, act)
-
-
-def registrations(lines: Iterable[str], *, solicited: bool) -> list[Registration]:
-    return [r for line in lines if (r := parse_registration(line, solicited=solicited))]
 
 
 @dataclass(frozen=True)
@@ -186,7 +182,7 @@ def sms_service(regs: Mapping[str, Registration]) -> SmsService:
                               f"{cs.text if cs else 'not reported'})")
     if cs is not None:
         return SmsService(False, "+CREG", False, cs.text)
-    known = [r for r in regs.values()]
+    known = list(regs.values())
     return SmsService(False, known[0].command if known else "", False,
                       known[0].text if known else "no registration report")
 
@@ -368,9 +364,9 @@ def parse_storage_use(lines: Iterable[str]) -> tuple[StorageUse, ...]:
         out = []
         for i in range(0, len(fields) - 2, 3):
             name, used, total = fields[i:i + 3]
-            if used.int is not None and total.int is not None and name.text \
+            if used.as_int is not None and total.as_int is not None and name.text \
                     and not name.text.isdigit():
-                out.append(StorageUse(name.text.upper(), used.int, total.int))
+                out.append(StorageUse(name.text.upper(), used.as_int, total.as_int))
         if out:
             return tuple(out)
     return ()
@@ -402,10 +398,10 @@ def parse_cnum(lines: Iterable[str]) -> tuple[OwnNumber, ...]:
             continue
         fields = split_fields(args)
         for i in range(len(fields) - 1):
-            toa = fields[i + 1].int
+            toa = fields[i + 1].as_int
             if toa is not None and 128 <= toa <= 255 and _NUMBERISH.fullmatch(fields[i].text):
                 name = fields[i - 1].text if i >= 1 else ""
-                service = fields[i + 3].int if len(fields) > i + 3 else None
+                service = fields[i + 3].as_int if len(fields) > i + 3 else None
                 number = fields[i].text
                 if toa == 145 and not number.startswith("+"):
                     number = "+" + number
