@@ -110,7 +110,8 @@ FAMILIES: tuple[Family, ...] = (
            '("SM","ME"),("SM","ME"),("SM","ME")',
            _LTE, "text",
            ("extended +CREG/+CGREG fields in mode 2",
-            "delivery reports need TP-SRR in the first octet (text-mode AT+CSMP 49; our PDUs set it)"),
+            "delivery reports need TP-SRR in the first octet "
+            "(text-mode AT+CSMP 49; our PDUs set it)"),
            "family_telit.at"),
 )
 
