@@ -377,6 +377,7 @@ def render_page(snap: Mapping[str, Any], totals: Mapping[str, int], lang: str) -
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
             f'<meta http-equiv="refresh" content="{REFRESH_S}">'
             f"<title>{e(page_title(snap, lang))}</title>"
+            f'<link rel="icon" href="{static_url("favicon.svg")}" type="image/svg+xml">'
             f'<link rel="stylesheet" href="{static_url("uPlot.min.css")}">'
             f'<link rel="stylesheet" href="{static_url("status.css")}">'
             f'<script defer src="{static_url("uPlot.iife.min.js")}"></script>'

@@ -49,7 +49,8 @@ STATIC_TYPES = {"status.js": "text/javascript; charset=utf-8",
                 "status.css": "text/css; charset=utf-8",
                 "uPlot.iife.min.js": "text/javascript; charset=utf-8",
                 "uPlot.min.css": "text/css; charset=utf-8",
-                "NotoNastaliqUrdu-Regular.woff2": "font/woff2"}
+                "NotoNastaliqUrdu-Regular.woff2": "font/woff2",
+                "favicon.svg": "image/svg+xml"}
 
 #: The page may run the unit's own script files and fetch /history.json; nothing inline
 #: (uPlot styles its elements through the DOM, which style-src does not govern).
