@@ -140,8 +140,10 @@ class Service:
                                max_instances=1, coalesce=True, next_run_time=datetime.now())
         self.scheduler.add_job(self._answer_leftovers, "interval", seconds=60, id="leftovers",
                                max_instances=1, coalesce=True)
-        self.scheduler.add_job(self.sample_history, "interval", seconds=60, id="history",
-                               max_instances=1, coalesce=True)
+        # At the start of each minute, so that every minute gets exactly one sample (an
+        # interval job drifts, and would now and then leave a minute empty: a gap).
+        self.scheduler.add_job(self.sample_history, "cron", second=0, id="history",
+                               max_instances=1, coalesce=True, misfire_grace_time=30)
         self.scheduler.add_job(self.guard.purge, "cron", hour=3, minute=30, jitter=600,
                                id="purge", max_instances=1, coalesce=True)
         self.scheduler.start()
@@ -518,7 +520,9 @@ class Service:
         """One minute of the status page's charts (appliance.history)."""
         snap = self.snapshot()
         now = snap["replies_total"]
-        self.history.record(sample(snap, counts_since(now, self._replies_sampled)))
+        # Filed under the minute that just ended, whose replies these are.
+        self.history.record(sample(snap, counts_since(now, self._replies_sampled)),
+                            now=snap["time"] - 30)
         self._replies_sampled = now
 
     def _queue_alarm_sms(self, number: str, text: str) -> None:
