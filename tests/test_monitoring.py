@@ -101,6 +101,48 @@ def test_dashboard_structure() -> None:
                 assert var in variables or var.startswith("__"), f"${var} is not defined"
 
 
+GRAFANA_TYPES = Path(__file__).resolve().parent / "data" / "grafana" / "dashboard_types.gen.d.ts"
+
+
+def enums_as_unions(dts: str) -> str:
+    """A JSON file cannot name a TypeScript enum member, only hold its value: read each
+    ``declare enum`` of Grafana's types as the union of its values, and each use of a
+    member (``MappingType.ValueToText``) as that value."""
+    members: dict[str, str] = {}
+
+    def union(m: re.Match[str]) -> str:
+        pairs = re.findall(r"(\w+)\s*=\s*(\"[^\"]*\"|-?\d+)", m.group(2))
+        members.update({f"{m.group(1)}.{name}": value for name, value in pairs})
+        return f"export type {m.group(1)} = {' | '.join(v for _, v in pairs)};"
+    dts = re.sub(r"export declare enum (\w+) \{([^}]*)\}", union, dts)
+    return re.sub(r"\b(\w+\.\w+)\b", lambda m: members.get(m.group(1), m.group(1)), dts)
+
+
+def test_dashboard_type_checks_against_grafanas_schema(tmp_path: Path) -> None:
+    """Grafana's own types for its dashboard model (from @grafana/schema), checked by tsc:
+    a misspelt key, a wrong value type or a missing required field fails (excess-property
+    checks apply to the whole literal)."""
+    tsc = shutil.which("tsc")
+    if tsc is None:
+        if os.environ.get("CI"):
+            pytest.fail("tsc is missing: .ci/run installs Debian's node-typescript")
+        pytest.skip("tsc not installed (Debian: node-typescript)")
+    (tmp_path / "dashboard_types.gen.d.ts").write_text(enums_as_unions(GRAFANA_TYPES.read_text()))
+
+    def check(dashboard_json: str) -> subprocess.CompletedProcess[str]:
+        (tmp_path / "check.ts").write_text(
+            'import type { Dashboard } from "./dashboard_types.gen";\n'
+            f"export const dashboard: Dashboard = {dashboard_json};\n")
+        return subprocess.run([tsc, "--noEmit", "--strict", "--target", "es2020",
+                               "--moduleResolution", "node", "check.ts"], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=300)
+    proc = check(DASHBOARD.read_text(encoding="utf-8"))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    # The check can fail: a panel whose grid position is a string.
+    proc = check(DASHBOARD.read_text(encoding="utf-8").replace('"w": 4', '"w": "4"', 1))
+    assert proc.returncode != 0 and "not assignable to type 'number'" in proc.stdout
+
+
 # -- metric names: only what a unit exports -------------------------------------------------
 
 def metric_names(expr: str) -> set[str]:
