@@ -46,6 +46,11 @@ def test_counts_add_up_within_a_minute_and_gauges_take_the_last(store: Store) ->
     assert w["queue"][-1] == 3.0
     assert w["replies"]["no_record"][-1] == 3.0 and w["replies"]["hit"][-1] == 1.0
     assert w["replies"]["invalid"][-1] == 0.0  # running, no such reply: zero, not a gap
+    # The window is kept between writes (the page asks at every refresh), never past one.
+    assert h.window(now=T0 + 40) is w
+    h.record({"queue": 8.0}, now=T0 + 50)
+    assert h.window(now=T0 + 50)["queue"][-1] == 8.0
+    assert h.window(now=T0 + 60)["queue"][-2:] == [8.0, None]  # a new minute, a new window
 
 
 def test_history_survives_a_restart(tmp_path: Path) -> None:
