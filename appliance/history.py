@@ -149,8 +149,11 @@ def columns(rows: Iterable[tuple[int, str, float]], first: int, last: int) -> di
         for i in range(n):
             if up[i] and col[i] is None:
                 col[i] = 0.0
-    totals = {v: int(sum(x or 0 for x in col)) for v, col in groups["replies"].items()}
+    # In VERDICTS order (the order the chart stacks them), then any kind a newer version made.
+    replies = {v: groups["replies"][v] for v in VERDICTS}
+    replies.update(sorted(groups["replies"].items()))
+    totals = {v: int(sum(x or 0 for x in col)) for v, col in replies.items()}
     return {"step_s": STEP_S, "times": [(first + i) * STEP_S for i in range(n)],
-            "queue": queue, "replies": groups["replies"], "replies_24h": totals,
+            "queue": queue, "replies": replies, "replies_24h": totals,
             "rssi": dict(sorted(groups["rssi"].items())),
             "balance": dict(sorted(groups["balance"].items()))}

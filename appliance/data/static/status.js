@@ -10,6 +10,7 @@
   var offset = Number(body.getAttribute("data-tz-offset")) || 0;
   var timeLabel = body.getAttribute("data-time-label") || "Time";
   var charts = [];
+  var xRange = null;  // the same 24 hours on every chart, whatever its points
   var BIN = 10;  // minutes per bar of the replies chart: 144 bars a day fit a phone
 
   var hhmm = uPlot.fmtDate("{HH}:{mm}"), dayMonth = uPlot.fmtDate("{D} {MMM}");
@@ -47,7 +48,7 @@
       height: 150,
       tzDate: tzDate,
       cursor: {drag: {x: false, y: false}},
-      scales: {x: {time: true}, y: yOpts || {}},
+      scales: {x: {time: true, range: function () { return xRange; }}, y: yOpts || {}},
       axes: [{space: 55, values: timeTicks}, {size: 46}],
       series: [{label: timeLabel, value: function (u, ts) {
         return ts === null ? "–" : dayMonth(tzDate(ts)) + " " + hhmm(tzDate(ts));
@@ -127,6 +128,9 @@
   }
 
   function render(h) {
+    if (h.times && h.times.length) {
+      xRange = [h.times[0], h.times[h.times.length - 1] + h.step_s];
+    }
     var els = document.querySelectorAll(".chart[data-series]");
     for (var i = 0; i < els.length; i++) {
       var el = els[i], key = el.getAttribute("data-series");
