@@ -7,8 +7,9 @@ through :func:`html.escape`, and texts that come from modems or from the softwar
 messages, operator names, ports) keep their own direction inside Urdu text (``<bdi>``).
 
 Urdu is right to left (``dir="rtl"``) in Noto Nastaliq Urdu, the script Urdu readers
-expect, served from the unit; the charts stay left to right (time runs the way the axis
-labels read, as in every Pakistani newspaper chart with Latin digits).
+expect, served from the unit. The charts stay left to right: their axes carry Latin digits
+and clock times, which read left to right, and a mirrored axis would run against its own
+labels.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from .status_words import REFRESH_S, TEXTS, VERDICT_COLOURS, WORDS
 
 LANGS = ("en", "ur")
 
+
 @functools.cache
 def static_url(name: str) -> str:
     """``/static/name?v=<digest>``: the server lets browsers keep these files for a week,
@@ -52,7 +54,8 @@ def local_zone() -> tuple[str | None, int, str]:
     """This unit's zone: (IANA name or None, UTC offset in seconds, "PKT, UTC+05:00").
 
     The name lets the browser label the charts in the unit's time, whatever the laptop's
-    own zone; it comes from ``TZ``, ``/etc/timezone`` or the ``/etc/localtime`` link.
+    own zone; it comes from ``TZ``, the ``/etc/localtime`` link (what ``timedatectl
+    set-timezone`` changes) or ``/etc/timezone``.
     """
     now = datetime.now().astimezone()
     offset = now.utcoffset()
@@ -63,16 +66,18 @@ def local_zone() -> tuple[str | None, int, str]:
     label = utc if not abbrev or abbrev[0] in "+-" or abbrev == "UTC" else f"{abbrev}, {utc}"
     name = os.environ.get("TZ", "").lstrip(":") or None
     if name is None:
+        link = os.path.realpath("/etc/localtime")
+        name = link.split("zoneinfo/", 1)[1] if "zoneinfo/" in link else None
+    if name is None:
         try:
             name = Path("/etc/timezone").read_text(encoding="utf-8").strip() or None
         except OSError:
-            link = os.path.realpath("/etc/localtime")
-            name = link.split("zoneinfo/", 1)[1] if "zoneinfo/" in link else None
+            pass
     return name, secs, label
 
 
 def fmt_time(ts: float | None) -> str:
-    """``2026-12-04 13:40:05 PKT (UTC+05:00)``: local time, always with its zone."""
+    """``2026-12-04 13:40:05 (PKT, UTC+05:00)``: local time, always with its zone."""
     if ts is None or not math.isfinite(ts):
         return "?"
     when = datetime.fromtimestamp(ts).astimezone()
