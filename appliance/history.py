@@ -1,7 +1,8 @@
 """The last 24 hours, minute by minute: what the status page's charts draw.
 
 Bounded by construction: one row per (minute, series) in a small ``history`` table of
-``state.db``, and every write also deletes the rows older than :data:`WINDOW_S`. With
+``state.db``, and every write also deletes the rows older than :data:`WINDOW_S` (and any
+"newer" than now, left by a clock that was wrong). With
 ``M`` modems a minute has at most ``1 + 2M`` gauge rows plus one row per reply verdict seen
 in that minute, so four modems keep at most ~(9 + 8) × 1,440 ≈ 25,000 rows (about 1 MB).
 
@@ -101,7 +102,11 @@ class History:
                 else:                             # a gauge: the latest sample wins
                     run_sql("INSERT OR REPLACE INTO history (minute, series, value) "
                             "VALUES (?, ?, ?)", (minute, series, value))
-            run_sql("DELETE FROM history WHERE minute <= ?", (minute - WINDOW_S // STEP_S,))
+            # Rows "from the future" were written under a clock that was wrong (a Pi has no
+            # RTC: until time sync it may run on the last shutdown's time, or a bad one);
+            # dropping them too keeps the bound whatever the clock did.
+            run_sql("DELETE FROM history WHERE minute <= ? OR minute > ?",
+                    (minute - WINDOW_S // STEP_S, minute))
         with self._lock:
             self._writes += 1
 

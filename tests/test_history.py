@@ -90,3 +90,13 @@ def test_sample_leaves_out_what_is_not_known() -> None:
                       "balance.sim0": 12.5, "balance.sim2": 3.0}
     # A counter that restarted (the service restarted) counts from zero, never negative.
     assert counts_since({"hit": 2}, {"hit": 7}) == {}
+
+
+def test_rows_from_a_wrong_clock_do_not_stay(store: Store) -> None:
+    """A Pi without an RTC can run on a wrong (later) time until time sync; what it wrote
+    then must not outlive the bound once the clock is right."""
+    h = History()
+    h.record({"queue": 1.0}, now=T0 + 400 * 86400)  # a clock a year ahead
+    h.record({"queue": 2.0}, now=T0)                 # time sync: back to the real time
+    assert rows() == 1
+    assert h.window(now=T0)["queue"][-1] == 2.0
