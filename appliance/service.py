@@ -33,6 +33,7 @@ from .config import Config
 from .doctor import disk_alarm
 from .errors import ApplianceError, PduError
 from .guard import Guard
+from .history import History, counts_since, sample
 from .modem import pdu as pdumod
 from .modem.bank import Bank, SlotSettings
 from .modem.engine import Modem, ModemSettings, ModemState, ModemStatus
@@ -90,6 +91,12 @@ class Service:
                              min_interval_s=config.alarms.min_interval_minutes * 60,
                              send_sms=self._queue_alarm_sms)
         self.guard = Guard(config)
+        self.history = History()
+        # Replies made since start, by verdict (Reply.kind): /metrics' counter and, as
+        # per-minute differences, the status page's chart.
+        self.replies_total: dict[str, int] = {}
+        self._replies_lock = threading.Lock()
+        self._replies_sampled: dict[str, int] = {}
         rel = config.reliability
         self.backoff = Backoff(rel.retry_base_s, rel.retry_max_s)
         enabled = [m for m in config.modems if m.enabled]
@@ -133,6 +140,10 @@ class Service:
                                max_instances=1, coalesce=True, next_run_time=datetime.now())
         self.scheduler.add_job(self._answer_leftovers, "interval", seconds=60, id="leftovers",
                                max_instances=1, coalesce=True)
+        # At the start of each minute, so that every minute gets exactly one sample (an
+        # interval job drifts, and would now and then leave a minute empty: a gap).
+        self.scheduler.add_job(self.sample_history, "cron", second=0, id="history",
+                               max_instances=1, coalesce=True, misfire_grace_time=30)
         self.scheduler.add_job(self.guard.purge, "cron", hour=3, minute=30, jitter=600,
                                id="purge", max_instances=1, coalesce=True)
         self.scheduler.start()
@@ -141,7 +152,8 @@ class Service:
             from .statuspage import StatusServer
 
             try:
-                self.status_server = StatusServer(self.snapshot, self.config.status.http_bind)
+                self.status_server = StatusServer(self.snapshot, self.config.status.http_bind,
+                                                  history=self.history.window)
                 self.status_server.start()
             except ApplianceError as exc:
                 # The page is for technicians; citizens' answers must not depend on it.
@@ -319,6 +331,8 @@ class Service:
         self.guard.record(sender, reply, ids, oid, modem)
 
         def after() -> None:
+            with self._replies_lock:  # counted once committed: a rolled-back reply never left
+                self.replies_total[reply.kind] = self.replies_total.get(reply.kind, 0) + 1
             if reply.kind == "unavailable" and view.state is not RegistryState.OK:
                 self.alarms.raise_("registry_" + view.state.name.lower(),
                                    "registry is " + view.state.name.lower()
@@ -502,6 +516,15 @@ class Service:
         else:
             self.alarms.clear("queue_growing")
 
+    def sample_history(self) -> None:
+        """One minute of the status page's charts (appliance.history)."""
+        snap = self.snapshot()
+        now = snap["replies_total"]
+        # Filed under the minute that just ended, whose replies these are.
+        self.history.record(sample(snap, counts_since(now, self._replies_sampled)),
+                            now=snap["time"] - 30)
+        self._replies_sampled = now
+
     def _queue_alarm_sms(self, number: str, text: str) -> None:
         recipient = pdumod.normalise_number(number, self.config.unit.country_code)
         parts, _ = pdumod.count_parts(text)
@@ -544,6 +567,8 @@ class Service:
         info = view.info
         age = info.age(datetime.now(timezone.utc))
         disk = shutil.disk_usage(self.config.unit.data_dir)
+        with self._replies_lock:
+            replies = dict(self.replies_total)
         return {
             "unit": self.config.unit.name, "time": now, "uptime_s": now - self.started_at,
             "modems": modems,
@@ -564,6 +589,7 @@ class Service:
             "alarms": [{"kind": a.kind, "message": a.message, "since": a.since,
                         "count": a.count} for a in self.alarms.active()],
             "alarms_total": dict(self.alarms.raised_total),
+            "replies_total": replies,
             "crash_resent": self.stats["crash_resent"],
         }
 
