@@ -382,6 +382,17 @@ class AuditConfig:
 
 
 @dataclass(frozen=True)
+class PrivacyConfig:
+    """[privacy]: how long the message store keeps what identifies a person."""
+
+    # appliance.retention: text and PDUs erased, numbers replaced by keyed pseudonyms.
+    message_retention_days: float = key(
+        7.0, doc="SMS text, PDUs and phone numbers are kept this long after the message "
+        "is answered or the reply has left, then redacted (also the audit log's senders)",
+        unit="days", bounds=(0, 365))
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole validated configuration of one unit (``appliance.toml``).
 
@@ -401,6 +412,7 @@ class Config:
     status: StatusConfig = field(default_factory=StatusConfig)
     alarms: AlarmsConfig = field(default_factory=AlarmsConfig)
     audit: AuditConfig = field(default_factory=AuditConfig)
+    privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
 
     @property
     def registry_path(self) -> Path:

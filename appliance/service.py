@@ -27,7 +27,7 @@ from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from . import systemd
+from . import retention, systemd
 from .alarms import Alarms
 from .config import Config
 from .doctor import disk_alarm
@@ -135,6 +135,10 @@ class Service:
                                max_instances=1, coalesce=True)
         self.scheduler.add_job(self.guard.purge, "cron", hour=3, minute=30, jitter=600,
                                id="purge", max_instances=1, coalesce=True)
+        # Hourly, so a number or text is kept at most the window plus an hour.
+        self.scheduler.add_job(self.redact_expired, "interval", hours=1, id="retention",
+                               max_instances=1, coalesce=True,
+                               next_run_time=datetime.now() + timedelta(minutes=1))
         self.scheduler.start()
         self.status_server = None
         if self.config.status.http_bind:
@@ -366,6 +370,18 @@ class Service:
             except Exception:  # one bad group must not keep the others waiting
                 log.exception("modem %s: answering inbound %d failed; will retry", row.modem,
                               row.id)
+
+    def redact_expired(self, now: float | None = None) -> dict[str, int]:
+        """The retention job: redact messages past ``privacy.message_retention_days``
+        (``now``: the clock to judge by, the real one when None). Rows changed per table."""
+        audit = self.guard.audit
+        hashers = retention.Hashers(
+            number=lambda n: audit.sender_hash(
+                pdumod.normalise_number(n, self.config.unit.country_code)),
+            digest=audit.digest_hash)
+        return retention.redact(now=time.time() if now is None else now,
+                                retention_days=self.config.privacy.message_retention_days,
+                                hashers=hashers)
 
     def on_status_report(self, modem: str, report: Any) -> None:
         changed = self.store.match_report(modem, report.reference, report.status,
