@@ -30,6 +30,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from . import retention, systemd
 from .alarms import Alarms
 from .config import Config
+from .credentials import redact_tree
 from .doctor import disk_alarm
 from .errors import ApplianceError, PduError
 from .guard import Guard
@@ -535,7 +536,11 @@ class Service:
         return oid
 
     def snapshot(self) -> dict[str, Any]:
-        """Everything ``status``, the status page and ``/metrics`` show, as plain data."""
+        """Everything ``status``, the status page and ``/metrics`` show, as plain data
+        (credentials in URLs redacted)."""
+        return redact_tree(self._snapshot())  # type: ignore[no-any-return]
+
+    def _snapshot(self) -> dict[str, Any]:
         now = time.time()
         depth = self.store.queue_depth()
         bank = self.bank.snapshot()
