@@ -299,6 +299,10 @@ class RepliesConfig:
     disclosure: str = key("full", doc="full = name and parentage; hit-only = no names",
                           choices=("full", "hit-only"), what="a disclosure level")
     max_cnics: int = key(3, doc="most CNICs answered from one message", bounds=(1, 10))
+    # appliance.reply_budget checks at start that every reply the templates make fits.
+    max_parts: int = key(4, doc="most SMS parts in one reply; a longer verdict reply is "
+                         "sent without names, then without footers", unit="parts",
+                         bounds=(1, 10))
 
 
 @dataclass(frozen=True)

@@ -27,12 +27,12 @@ from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from . import retention, systemd
+from . import reply_budget, retention, systemd
 from .alarms import Alarms
 from .config import Config
 from .credentials import redact_tree
 from .doctor import disk_alarm
-from .errors import ApplianceError, PduError
+from .errors import ApplianceError, ConfigError, PduError
 from .guard import Guard
 from .modem import pdu as pdumod
 from .modem.bank import Bank, SlotSettings
@@ -83,7 +83,20 @@ class Service:
         self.templates = templates or load_templates(config.replies.templates)
         self.policy = Policy(language=config.replies.language,
                              disclosure=config.replies.disclosure,
-                             max_cnics=config.replies.max_cnics)
+                             max_cnics=config.replies.max_cnics,
+                             max_parts=config.replies.max_parts,
+                             ref16=any(m.concat_ref16 for m in config.enabled_modems))
+        # Every reply the templates can make must fit max_parts, with names as long as the
+        # registry's longest but no longer than the bound (or the bound, without one). A
+        # registry name beyond the bound is the alarm of _check_reply_names, not a refusal:
+        # a registry is data the technician cannot fix.
+        lengths = reply_budget.registry_lengths(config.registry_path)
+        problems = reply_budget.check(
+            self.templates, self.policy,
+            reply_budget.BOUND if lengths is None else lengths.at_most(reply_budget.BOUND))
+        if problems:
+            raise ConfigError(problems)
+        self._names_checked: int | None = None  # the registry version checked last
         self.listener = listener
         self.store = Store(config.state_path)
         self.registry = Registry(config.registry_path)
@@ -163,6 +176,7 @@ class Service:
             # The service raises the stale-registry alarm itself (_check_health).
             RegistryScheduler.from_config(self.config.registry, sync, scheduler=self.scheduler,
                                           stale_check_minutes=0).start()
+        self._check_reply_names()
         log.info("service started: %d modem(s), registry %s", len(self.modems),
                  self.registry_view().state.name)
 
@@ -513,11 +527,30 @@ class Service:
         else:
             self.alarms.raise_("registry_" + view.state.name.lower(),
                                f"registry at {view.info.path} is {view.state.name.lower()}")
+        self._check_reply_names()
         pending = self.store.pending_count()
         if pending >= self.config.alarms.queue_warn:
             self.alarms.raise_("queue_growing", f"{pending} replies waiting")
         else:
             self.alarms.clear("queue_growing")
+
+    def _check_reply_names(self) -> None:
+        """Once per installed registry version: does a one-CNIC hit keep its names with the
+        registry's longest? If not, those replies go out without names (the responder keeps
+        every reply within max_parts), and a technician is told."""
+        version = self.registry_view(max_age_s=0).info.version
+        if version is None or version == self._names_checked:
+            return
+        self._names_checked = version
+        lengths = reply_budget.registry_lengths(self.config.registry_path)
+        if lengths is None:
+            return
+        problems = reply_budget.check_names(self.templates, self.policy, lengths)
+        if problems:
+            self.alarms.raise_("reply_names", problems[0] + "; until then such replies are "
+                               "sent without names")
+        else:
+            self.alarms.clear("reply_names")
 
     def _queue_alarm_sms(self, number: str, text: str) -> None:
         recipient = pdumod.normalise_number(number, self.config.unit.country_code)
