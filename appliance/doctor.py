@@ -98,6 +98,7 @@ def run_checks(config_path: Path, *, timeout: float = 3.0) -> Iterator[Check]:
             yield from _modem_direct(m, timeout)
     yield from _registry(config)
     yield from _deployment(config)
+    yield from _reply_budget(config)
     yield _disk(config)
     yield _data_dir(config)
     yield _secret(config)
@@ -279,7 +280,6 @@ def _deployment(config: Any) -> Iterator[Check]:
         yield Check(WARN, "replies: correction number", f"still the placeholder "
                     f"{PLACEHOLDER_CORRECTION}: citizens are told to call a number that "
                     "does not exist", f"set the real number in {config.replies.templates}")
-    yield from _reply_budget(config)
 
 
 def _reply_budget(config: Any) -> Iterator[Check]:
