@@ -181,40 +181,22 @@ def _new_value(how: Redact, value: Any, hashers: Hashers) -> Any:
 
 
 def redact(*, now: float, retention_days: float, hashers: Hashers,
-           batch: int = 500) -> dict[str, int]:
+           batch: int = 2000) -> dict[str, int]:
     """Redact every row past its window; returns rows changed per table.
 
-    ``now`` is the caller's clock (the service's, or a test's advanced one). Each batch is
-    its own short write transaction, so SMS keep being answered while a large backlog (the
-    first run after an upgrade) is worked through.
+    ``now`` is the caller's clock (the service's, or a test's advanced one). Rows are read
+    outside any write transaction and rewritten a batch per short transaction, so SMS keep
+    being answered while a large backlog (the first run after an upgrade) is worked through.
     """
     cutoff = now - retention_days * DAY_S
     present = set(tables())
     run_sql("PRAGMA secure_delete = ON")  # this connection: zero what old values leave
     changed: dict[str, int] = {}
     for rule in RETENTION:
-        if not rule.redacted or rule.table not in present:
-            continue
-        cols = ", ".join(f'"{c}"' for c in rule.redacted)
-        where = f"({rule.done}) AND ({rule.since}) < ? AND ({_needs(rule)})"
-        select = f'SELECT rowid, {cols} FROM "{rule.table}" WHERE {where} LIMIT ?'
-        sets = ", ".join(f'"{c}" = ?' for c in rule.redacted)
-        update = f'UPDATE "{rule.table}" SET {sets} WHERE rowid = ?'
-        total = 0
-        while True:
-            with write_txn():
-                rows = run_sql(select, (cutoff, batch)).fetchall()
-                params = [
-                    [_new_value(rule.columns[c], v, hashers)
-                     for c, v in zip(rule.redacted, row[1:])] + [row[0]]
-                    for row in rows]
-                if params:
-                    db.connection().executemany(update, params)
-            total += len(rows)
-            if len(rows) < batch:
-                break
-        if total:
-            changed[rule.table] = total
+        if rule.redacted and rule.table in present:
+            count = _redact_table(rule, cutoff, hashers, batch)
+            if count:
+                changed[rule.table] = count
     if changed:
         # Old page images live on in the WAL until it is checkpointed and cut back.
         busy, _, _ = run_sql("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
@@ -224,3 +206,46 @@ def redact(*, now: float, retention_days: float, hashers: Hashers,
         log.info("retention: redacted %s (older than %g day(s) after last use)",
                  ", ".join(f"{n} {t} row(s)" for t, n in changed.items()), retention_days)
     return changed
+
+
+def _redact_table(rule: TableRetention, cutoff: float, hashers: Hashers, batch: int) -> int:
+    """One table, from its watermark: the rowid below which no row holds anything to
+    redact. Rows are appended in rowid order and done within days, so an hourly run reads
+    about a window's worth of rows, not the table's whole history."""
+    mark_key = f"retention.rowid.{rule.table}"
+    row = run_sql("SELECT value FROM kv WHERE key = ?", (mark_key,)).fetchone()
+    (highest,) = run_sql(f'SELECT COALESCE(MAX(rowid), 0) FROM "{rule.table}"').fetchone()
+    start = int(row[0]) if row is not None else 0
+    if start > highest:
+        start = 0  # rows were deleted down to below the mark: rowids will be reused
+    cols = ", ".join(f'"{c}"' for c in rule.redacted)
+    select = (f'SELECT rowid, COALESCE(({rule.done}) AND ({rule.since}) < ?, 0), '
+              f'({_needs(rule)}), {cols} FROM "{rule.table}" WHERE rowid > ? '
+              f"ORDER BY rowid LIMIT ?")
+    sets = ", ".join(f'"{c}" = ?' for c in rule.redacted)
+    update = f'UPDATE "{rule.table}" SET {sets} WHERE rowid = ? AND ({rule.done})'
+    total, last, mark = 0, start, None
+    while True:
+        rows = run_sql(select, (cutoff, last, batch)).fetchall()
+        if not rows:
+            break
+        params = []
+        for rowid, eligible, needs, *values in rows:
+            if not needs:
+                continue
+            if eligible:
+                params.append([_new_value(rule.columns[c], v, hashers)
+                               for c, v in zip(rule.redacted, values)] + [rowid])
+            elif mark is None:
+                mark = rowid - 1  # the first row still waiting: start here next time
+        if params:
+            with write_txn():
+                db.connection().executemany(update, params)
+        total += len(params)
+        last = rows[-1][0]
+    new_mark = last if mark is None else mark
+    if new_mark != start:
+        with write_txn():
+            run_sql("INSERT OR REPLACE INTO kv (key, value) VALUES (?, ?)",
+                    (mark_key, str(new_mark)))
+    return total

@@ -332,3 +332,21 @@ def test_an_older_store_gets_the_new_audit_trigger(store: Any) -> None:
     audit = Audit(b"k" * 32)
     audit.append(modem="m", sender="+923001112233", entries=[(None, "help")], at=time.time())
     db.execute_sql("UPDATE audit_event SET sender = ?", (audit.sender_hash("+923001112233"),))
+
+
+def test_the_watermark_survives_rows_deleted_and_rowids_reused(store: Any) -> None:
+    """A guard table emptied by its purge reuses rowids below the job's watermark; rows
+    written in clear there (by an older version) are still found."""
+    from appliance.store import db
+
+    old = time.time() - 30 * DAY_S
+    for _ in range(3):
+        db.execute_sql("INSERT INTO guard_event (sender, at, kind) VALUES ('+923001112233', ?, "
+                       "'seen')", (old,))
+    assert redact(now=time.time(), retention_days=7, hashers=_HASHERS) == {"guard_event": 3}
+    db.execute_sql("DELETE FROM guard_event")
+    db.execute_sql("INSERT INTO guard_event (sender, at, kind) VALUES ('+923001112233', ?, "
+                   "'seen')", (old,))
+    assert redact(now=time.time(), retention_days=7, hashers=_HASHERS) == {"guard_event": 1}
+    senders = [r[0] for r in db.execute_sql("SELECT sender FROM guard_event")]
+    assert senders == ["a" * 63 + "1"]
