@@ -16,11 +16,13 @@ parts as the modem layer would send them:
 * "invalid" (with a 4-digit count), "help", "empty", "unavailable" and "limit".
 
 Problems name the file, the line and the key of the template that weighs most in the
-failing reply, like the configuration's own errors. :func:`check` runs at start (a
-failure stops the unit: ``ConfigError``); :func:`check_names` runs again with the names of
-each newly installed registry version, where a failure is an alarm, not a stop: the
-registry is data a technician cannot fix, and the responder still keeps the reply within
-``max_parts`` by leaving those names out.
+failing reply, like the configuration's own errors. :func:`check` runs at start with the
+installed registry's longest names capped at :data:`NAME_BOUND` (the bound itself without
+a registry): a failure stops the unit (``ConfigError``), because only the templates or
+``max_parts`` can be at fault. :func:`check_names` runs again with the uncapped names of
+each installed registry version (at start and after every apply), where a failure is an
+alarm, not a stop: the registry is data a technician cannot fix, and the responder still
+keeps the reply within ``max_parts`` by leaving those names out.
 """
 
 from __future__ import annotations
@@ -31,7 +33,6 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from .cnic import format_cnic
 from .modem.pdu_text import count_parts
 from .registry.record import RELATIONS, OffenderRecord
 from .responder import (
@@ -41,8 +42,10 @@ from .responder import (
 log = logging.getLogger(__name__)
 
 #: Longest name, and longest parent's name, assumed when no registry is installed yet
-#: (characters, after runs of spaces are collapsed). NADRA prints names of up to about 30
-#: characters on a CNIC; 40 leaves room for a transliteration that runs longer.
+#: (characters). A chosen bound, not a measured one: room for four long words, twice the
+#: longest names of the sample registry and of scripts/gen_registry.py's synthetic ones.
+#: Once a registry is installed its own longest names are used (capped at this bound at
+#: start; longer ones raise the "reply_names" alarm).
 NAME_BOUND = 40
 
 #: {count} and {extra} at their widest: 4 digits. A long SMS reassembled from 255 parts

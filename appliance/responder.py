@@ -12,6 +12,10 @@ testable without a modem or a database (DESIGN.md, decision 6):
   digit; no victim or offence detail exists in a record, so none can reach a reply.
 * Every reply with a hit carries the correction channel; the disclosure level "hit-only"
   leaves name and parentage out.
+* A verdict reply longer than ``Policy.max_parts`` SMS parts is sent without names, then
+  also without footers (:data:`COMPACT_FORMS`); never without a CNIC's verdict line or
+  the correction line. Templates must use the placeholders that say which CNIC a line
+  answers and who a convict is (:data:`TEMPLATE_NEEDS`).
 
 Wording lives in ``firmware_config/replies.toml`` so that it can be reviewed and corrected
 without touching code; :func:`load_templates` checks every key and placeholder up front and
@@ -207,8 +211,8 @@ def template_lines(text: str) -> dict[tuple[str, str], int]:
     """Where each ``[lang] key`` is set in a replies.toml text (tomllib keeps no positions).
 
     Only the line a key starts on is needed, so a light scan of table headers and
-    ``key =`` lines does; a multi-line string's inner lines never look like ``[table]``
-    followed by ``key =`` at the left margin in a templates file.
+    ``key =`` lines does. A line inside a multi-line string that looks like one could only
+    make an error message name the wrong line, never hide or invent a problem.
     """
     lines: dict[tuple[str, str], int] = {}
     table = ""

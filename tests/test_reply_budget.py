@@ -203,8 +203,7 @@ def test_16_bit_references_count_66_characters_a_part() -> None:
 def test_run_refuses_to_start_with_a_template_over_the_bound(tmp_path: Path) -> None:
     text = _replace(SHIPPED, "ur", "correction", "غلطی کی اطلاع: " + "۰" * 300)
     replies = _write(tmp_path, text)
-    config = write_unit_toml(tmp_path, [("sim1", "/dev/nsor-no-such-modem")],
-                             extra=f'[registry]\nmax_age_hours = 72\n')
+    config = write_unit_toml(tmp_path, [("sim1", "/dev/nsor-no-such-modem")])
     config.write_text(config.read_text().replace(str(FIRMWARE_CONFIG / "replies.toml"),
                                                  str(replies)))
     result = subprocess.run([sys.executable, "-m", "appliance", "run", "--config", str(config)],
