@@ -116,6 +116,19 @@ class Guard:
         db.create_tables([GuardEvent, GuardCnic], safe=True)
         self.audit = Audit(secret if secret is not None
                            else load_or_create_secret(config.secret_path))
+        self._pseudonymise_old_rows()
+
+    def _pseudonymise_old_rows(self) -> None:
+        """Rows an earlier version wrote with the clear number: hash them now, so that an
+        upgrade neither resets anyone's quota nor keeps the numbers until they expire."""
+        with write_txn():
+            for table in ("guard_event", "guard_cnic"):
+                clear = [r[0] for r in run_sql(
+                    f"SELECT DISTINCT sender FROM {table} WHERE NOT (length(sender) = 64 "
+                    f"AND sender NOT GLOB '*[^0-9a-f]*')").fetchall()]
+                db.connection().executemany(
+                    f"UPDATE {table} SET sender = ? WHERE sender = ?",
+                    [(self.audit.sender_hash(s), s) for s in clear])
 
     def sender_key(self, sender: str) -> str:
         """One identity per number, however it was written."""

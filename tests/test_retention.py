@@ -350,3 +350,29 @@ def test_the_watermark_survives_rows_deleted_and_rowids_reused(store: Any) -> No
     assert redact(now=time.time(), retention_days=7, hashers=_HASHERS) == {"guard_event": 1}
     senders = [r[0] for r in db.execute_sql("SELECT sender FROM guard_event")]
     assert senders == ["a" * 63 + "1"]
+
+
+def test_guard_rows_of_an_older_version_are_pseudonymised_and_still_count(
+        tmp_path: Path) -> None:
+    """An upgrade keeps every sender's counters (the loop guard sees the earlier messages)
+    while the clear numbers leave the guard's tables at once."""
+    from appliance.config import config_from_dict
+    from appliance.guard import Guard, GuardCnic, GuardEvent
+    from appliance.store import Store, db
+
+    store = Store(tmp_path / "state.db")
+    try:
+        db.create_tables([GuardEvent, GuardCnic], safe=True)
+        now = time.time()
+        for i in range(4):
+            db.execute_sql("INSERT INTO guard_event (sender, at, kind) VALUES (?, ?, 'seen')",
+                           ("+923001112233", now - i))
+        config = config_from_dict({"unit": {"data_dir": str(tmp_path)},
+                                   "limits": {"loop_guard_count": 5}}, base_dir=tmp_path)
+        guard = Guard(config, secret=b"s" * 32)
+        senders = {r[0] for r in db.execute_sql("SELECT sender FROM guard_event")}
+        assert senders == {guard.counter_key("03001112233")}
+        verdict = guard.check("03001112233", "international", "hello", now=now)
+        assert not verdict.answer and verdict.code == "loop"   # 4 old + this one = 5
+    finally:
+        store.close()
