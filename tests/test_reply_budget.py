@@ -30,6 +30,7 @@ from tests.test_service_e2e import independent_texts
 SHIPPED = (FIRMWARE_CONFIG / "replies.toml").read_text(encoding="utf-8")
 CNICS = demo_cnics()
 CITIZEN = "+923001112233"
+NO_CNIC_LINE = "سزا یافتہ مجرم کا ریکارڈ ہے۔"   # the shipped line_hit_only without {cnic}
 
 
 def ucs2_parts(text: str) -> int:
@@ -80,7 +81,7 @@ def _write(tmp_path: Path, text: str) -> Path:
 
 def test_a_per_line_template_without_cnic_is_refused_with_file_line_and_key(
         tmp_path: Path) -> None:
-    text = _replace(SHIPPED, "ur", "line_hit_only", "سزا یافتہ مجرم کا ریکارڈ ہے۔")
+    text = _replace(SHIPPED, "ur", "line_hit_only", NO_CNIC_LINE)
     path = _write(tmp_path, text)
     with pytest.raises(ConfigError) as info:
         load_templates(path)
@@ -95,7 +96,7 @@ def test_without_the_check_two_cnics_would_hide_which_is_the_convict(
     """Why {cnic} is required: the reply a template without it would give."""
     import tomllib
 
-    data = tomllib.loads(_replace(SHIPPED, "ur", "line_hit_only", "سزا یافتہ مجرم کا ریکارڈ ہے۔"))
+    data = tomllib.loads(_replace(SHIPPED, "ur", "line_hit_only", NO_CNIC_LINE))
     data["ur"]["line_hit_only"] += " {pronoun}"   # still refused: {pronoun} is not {cnic}
     with pytest.raises(ConfigError, match=r"line_hit_only: must use \{cnic\}"):
         parse_templates(data)
