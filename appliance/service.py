@@ -27,11 +27,12 @@ from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from . import systemd
+from . import reply_budget, retention, systemd
 from .alarms import Alarms
 from .config import Config
+from .credentials import redact_tree
 from .doctor import disk_alarm
-from .errors import ApplianceError, PduError
+from .errors import ApplianceError, ConfigError, PduError
 from .guard import Guard
 from .history import History, counts_since, sample
 from .modem import pdu as pdumod
@@ -83,7 +84,20 @@ class Service:
         self.templates = templates or load_templates(config.replies.templates)
         self.policy = Policy(language=config.replies.language,
                              disclosure=config.replies.disclosure,
-                             max_cnics=config.replies.max_cnics)
+                             max_cnics=config.replies.max_cnics,
+                             max_parts=config.replies.max_parts,
+                             ref16=any(m.concat_ref16 for m in config.enabled_modems))
+        # Every reply the templates can make must fit max_parts, with names as long as the
+        # registry's longest but no longer than the bound (or the bound, without one). A
+        # registry name beyond the bound is the alarm of _check_reply_names, not a refusal:
+        # a registry is data the technician cannot fix.
+        lengths = reply_budget.registry_lengths(config.registry_path)
+        problems = reply_budget.check(
+            self.templates, self.policy,
+            reply_budget.BOUND if lengths is None else lengths.at_most(reply_budget.BOUND))
+        if problems:
+            raise ConfigError(problems)
+        self._names_checked: int | None = None  # the registry version checked last
         self.listener = listener
         self.store = Store(config.state_path)
         self.registry = Registry(config.registry_path)
@@ -146,6 +160,10 @@ class Service:
                                max_instances=1, coalesce=True, misfire_grace_time=30)
         self.scheduler.add_job(self.guard.purge, "cron", hour=3, minute=30, jitter=600,
                                id="purge", max_instances=1, coalesce=True)
+        # Hourly, so a number or text is kept at most the window plus an hour.
+        self.scheduler.add_job(self.redact_expired, "interval", hours=1, id="retention",
+                               max_instances=1, coalesce=True,
+                               next_run_time=datetime.now() + timedelta(minutes=1))
         self.scheduler.start()
         self.status_server = None
         if self.config.status.http_bind:
@@ -170,6 +188,7 @@ class Service:
             # The service raises the stale-registry alarm itself (_check_health).
             RegistryScheduler.from_config(self.config.registry, sync, scheduler=self.scheduler,
                                           stale_check_minutes=0).start()
+        self._check_reply_names()
         log.info("service started: %d modem(s), registry %s", len(self.modems),
                  self.registry_view().state.name)
 
@@ -381,6 +400,18 @@ class Service:
                 log.exception("modem %s: answering inbound %d failed; will retry", row.modem,
                               row.id)
 
+    def redact_expired(self, now: float | None = None) -> dict[str, int]:
+        """The retention job: redact messages past ``privacy.message_retention_days``
+        (``now``: the clock to judge by, the real one when None). Rows changed per table."""
+        audit = self.guard.audit
+        hashers = retention.Hashers(
+            number=lambda n: audit.sender_hash(
+                pdumod.normalise_number(n, self.config.unit.country_code)),
+            digest=audit.digest_hash)
+        return retention.redact(now=time.time() if now is None else now,
+                                retention_days=self.config.privacy.message_retention_days,
+                                hashers=hashers)
+
     def on_status_report(self, modem: str, report: Any) -> None:
         changed = self.store.match_report(modem, report.reference, report.status,
                                           report.delivered, report.final)
@@ -510,6 +541,7 @@ class Service:
         else:
             self.alarms.raise_("registry_" + view.state.name.lower(),
                                f"registry at {view.info.path} is {view.state.name.lower()}")
+        self._check_reply_names()
         pending = self.store.pending_count()
         if pending >= self.config.alarms.queue_warn:
             self.alarms.raise_("queue_growing", f"{pending} replies waiting")
@@ -524,6 +556,24 @@ class Service:
         self.history.record(sample(snap, counts_since(now, self._replies_sampled)),
                             now=snap["time"] - 30)
         self._replies_sampled = now
+
+    def _check_reply_names(self) -> None:
+        """Once per installed registry version: does a one-CNIC hit keep its names with the
+        registry's longest? If not, those replies go out without names (the responder keeps
+        every reply within max_parts), and a technician is told."""
+        version = self.registry_view(max_age_s=0).info.version
+        if version is None or version == self._names_checked:
+            return
+        self._names_checked = version
+        lengths = reply_budget.registry_lengths(self.config.registry_path)
+        if lengths is None:
+            return
+        problems = reply_budget.check_names(self.templates, self.policy, lengths)
+        if problems:
+            self.alarms.raise_("reply_names", problems[0] + "; until then such replies are "
+                               "sent without names")
+        else:
+            self.alarms.clear("reply_names")
 
     def _queue_alarm_sms(self, number: str, text: str) -> None:
         recipient = pdumod.normalise_number(number, self.config.unit.country_code)
@@ -542,7 +592,11 @@ class Service:
         return oid
 
     def snapshot(self) -> dict[str, Any]:
-        """Everything ``status``, the status page and ``/metrics`` show, as plain data."""
+        """Everything ``status``, the status page and ``/metrics`` show, as plain data
+        (credentials in URLs redacted)."""
+        return redact_tree(self._snapshot())  # type: ignore[no-any-return]
+
+    def _snapshot(self) -> dict[str, Any]:
         now = time.time()
         depth = self.store.queue_depth()
         bank = self.bank.snapshot()
