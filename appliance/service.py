@@ -32,7 +32,7 @@ from .alarms import Alarms
 from .config import Config
 from .doctor import disk_alarm
 from .errors import ApplianceError, PduError
-from .guard import Guard
+from .guard import VERDICT_KINDS, Guard
 from .modem import pdu as pdumod
 from .modem.bank import Bank, SlotSettings
 from .modem.engine import Modem, ModemSettings, ModemState, ModemStatus
@@ -114,6 +114,16 @@ class Service:
         self.health_check_s = health_check_s
         self.watchdog_grace_s = watchdog_grace_s
         self.stats = {"crash_resent": 0, "crash_sent": 0}
+        self.registry_scheduler: Any = None
+        # The fleet link (docs/fleet.md), off by default; paho is not even imported then.
+        self.fleet: Any = None
+        if config.fleet.enabled:
+            from . import __version__
+            from .fleet.link import FleetLink
+
+            self.fleet = FleetLink(config.fleet, config.unit.name, alarms=self.alarms,
+                                   hash_number=self.guard.audit.sender_hash,
+                                   version=__version__)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -156,13 +166,20 @@ class Service:
                                             on_alarm=self.alarms.raise_,
                                             on_clear=self.alarms.clear)
             # The service raises the stale-registry alarm itself (_check_health).
-            RegistryScheduler.from_config(self.config.registry, sync, scheduler=self.scheduler,
-                                          stale_check_minutes=0).start()
+            self.registry_scheduler = RegistryScheduler.from_config(
+                self.config.registry, sync, scheduler=self.scheduler, stale_check_minutes=0)
+            self.registry_scheduler.start()
+        if self.fleet is not None:
+            self.fleet.start(self.snapshot, installed_version=lambda: self.registry_view(
+                max_age_s=0).info.version, sync_now=(self.registry_scheduler.run
+                                                     if self.registry_scheduler else None))
         log.info("service started: %d modem(s), registry %s", len(self.modems),
                  self.registry_view().state.name)
 
     def stop(self) -> None:
         self._stop.set()
+        if self.fleet is not None:
+            self.fleet.stop()
         server = getattr(self, "status_server", None)
         if server is not None:
             server.stop()
@@ -317,8 +334,12 @@ class Service:
         oid = self.store.queue_reply(recipient=recipient, text=reply.text, parts=parts,
                                      preferred_modem=modem, inbound_ids=ids, kind=reply.kind)
         self.guard.record(sender, reply, ids, oid, modem)
+        if self.fleet is not None and reply.kind in VERDICT_KINDS:
+            self.fleet.record_hits(reply.verdicts, recipient, modem)  # rows, in this txn
 
         def after() -> None:
+            if self.fleet is not None:
+                self.fleet.wake()
             if reply.kind == "unavailable" and view.state is not RegistryState.OK:
                 self.alarms.raise_("registry_" + view.state.name.lower(),
                                    "registry is " + view.state.name.lower()
@@ -564,6 +585,7 @@ class Service:
                         "count": a.count} for a in self.alarms.active()],
             "alarms_total": dict(self.alarms.raised_total),
             "crash_resent": self.stats["crash_resent"],
+            "fleet": self.fleet.status() if self.fleet is not None else None,
         }
 
     def _emit(self, event: str, **data: Any) -> None:
