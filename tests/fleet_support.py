@@ -95,6 +95,7 @@ class Broker:
 
     def __init__(self, directory: Path, users: Sequence[str] = ("centre",)) -> None:
         self.dir = directory
+        self.proc: subprocess.Popen[bytes] | None = None
         directory.mkdir(parents=True, exist_ok=True)
         self.pki = Pki(directory / "pki")
         self.port, self.cert_port = free_port(), free_port()
@@ -106,16 +107,30 @@ class Broker:
         self.conf = directory / "mosquitto.conf"
         self.conf.write_text(self._config())
         self.log = directory / "mosquitto.log"
-        self.proc: subprocess.Popen[bytes] | None = None
 
     def add_user(self, user: str, password: str | None = None) -> str:
+        """Add (or change) a broker user with mosquitto's own tool; a running broker
+        rereads the file on SIGHUP."""
         password = password or (CENTRE_PASSWORD if user == "centre" else f"pw-{user}")
-        lines = [f"{user}:{password}\n"]
-        mode = "a" if self.passwd.exists() else "w"
-        with open(self.passwd, mode) as fh:
-            fh.writelines(lines)
+        create = [] if self.passwd.exists() else ["-c"]
+        subprocess.run(["mosquitto_passwd", *create, "-b", str(self.passwd), user, password],
+                       check=True, capture_output=True)
+        self.passwd.chmod(0o600)
         self.passwords[user] = password
+        if self.proc is not None and self.proc.poll() is None:
+            reloads = self._log_count("Reloading config")
+            self.proc.send_signal(signal.SIGHUP)
+            deadline = time.monotonic() + 10
+            while self._log_count("Reloading config") <= reloads:
+                assert time.monotonic() < deadline, "mosquitto did not reload on SIGHUP"
+                time.sleep(0.02)
         return password
+
+    def _log_count(self, text: str) -> int:
+        try:
+            return self.log.read_text(errors="replace").count(text)
+        except FileNotFoundError:
+            return 0
 
     def _config(self) -> str:
         lines = (FLEET_DIR / "nsor-fleet.conf").read_text().splitlines()
@@ -138,11 +153,6 @@ class Broker:
                        + ("user root\n" if os.geteuid() == 0 else ""))
 
     def start(self) -> None:
-        # Hash the plain "user:password" lines in place (mosquitto refuses clear ones).
-        if self.passwd.read_text().count("$") < len(self.passwords):
-            subprocess.run(["mosquitto_passwd", "-U", str(self.passwd)], check=True,
-                           capture_output=True)
-        self.passwd.chmod(0o600)
         self.proc = subprocess.Popen(["mosquitto", "-c", str(self.conf)],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 10
@@ -197,10 +207,6 @@ class Broker:
         elif user is not None:
             if user not in self.passwords:
                 self.add_user(user)
-                if self.proc is not None:  # a running broker rereads it on SIGHUP
-                    subprocess.run(["mosquitto_passwd", "-U", str(self.passwd)], check=True,
-                                   capture_output=True)
-                    self.proc.send_signal(signal.SIGHUP)
             pw_file = self.dir / f"{user}.password"
             pw_file.write_text(self.passwords[user] + "\n")
             pw_file.chmod(0o600)

@@ -133,9 +133,10 @@ class HitArchive:
 def collect_hits(cfg: FleetConfig, archive: HitArchive, *, client_id: str,
                  idle_s: float, follow: bool = False,
                  on_new: Callable[[dict[str, Any]], None] | None = None,
-                 stop: threading.Event | None = None) -> None:
+                 stop: threading.Event | None = None,
+                 ready: threading.Event | None = None) -> None:
     """Receive hit reports into ``archive`` until ``idle_s`` pass without one (or, with
-    ``follow``, until ``stop`` is set or Ctrl-C)."""
+    ``follow``, until ``stop`` is set or Ctrl-C). ``ready`` is set once subscribed."""
     from appliance.fleet.mqtt import connect_blocking
 
     last = [time.monotonic()]
@@ -166,6 +167,8 @@ def collect_hits(cfg: FleetConfig, archive: HitArchive, *, client_id: str,
         if not subscribed.wait(15):
             raise FleetError(f"broker {cfg.broker_host}:{cfg.broker_port}: no SUBACK for "
                              f"{topic}")
+        if ready is not None:
+            ready.set()
         while not stop.wait(0.1):
             if not follow and time.monotonic() - last[0] >= idle_s:
                 break

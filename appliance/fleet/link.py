@@ -245,11 +245,12 @@ class FleetLink:
         elif self._down_since is not None and not self._alarmed \
                 and now - self._down_since >= self.cfg.offline_alarm_after_s:
             self._alarmed = True
+            why = self._last_error or "never connected"
             self.alarms.raise_(ALARM, f"no connection to the centre's broker "
                                f"{self.cfg.broker_host}:{self.cfg.broker_port} for "
-                               f"{now - self._down_since:.0f} s ({self._last_error or 'never "
-                               f"connected'}); {self.outbox.count()} hit report(s) wait on "
-                               "disk; answers are not affected")
+                               f"{now - self._down_since:.0f} s ({why}); "
+                               f"{self.outbox.count()} hit report(s) wait on disk; answers "
+                               "are not affected")
 
     def _collect_acks(self) -> None:
         rows = []

@@ -90,7 +90,15 @@ def connect_blocking(client: mqtt.Client, cfg: FleetConfig, timeout_s: float = 1
         result.append(str(reason))
         done.set()
 
+    def on_disconnect(_c: mqtt.Client, _u: object, _f: object, reason: object,
+                      _p: object) -> None:
+        if not done.is_set():  # closed before any CONNACK: a TLS or protocol mismatch
+            result.append(f"connection closed before the broker answered ({reason}); is "
+                          "this a TLS port and tls = true, or the other way round?")
+            done.set()
+
     client.on_connect = on_connect
+    client.on_disconnect = on_disconnect
     where = f"{cfg.broker_host}:{cfg.broker_port}"
     try:
         client.connect(cfg.broker_host, cfg.broker_port, keepalive=cfg.keepalive_s)
@@ -103,5 +111,6 @@ def connect_blocking(client: mqtt.Client, cfg: FleetConfig, timeout_s: float = 1
         raise FleetError(f"broker {where}: no answer to CONNECT in {timeout_s:.0f} s")
     if result[0] != "Success":
         client.loop_stop()
+        client.on_disconnect = None
         raise FleetError(f"broker {where} refused the connection: {result[0]}; check "
                          "username, password_file or the client certificate")
