@@ -213,7 +213,7 @@ class FleetLink:
     def _on_message(self, _client: mqtt.Client, _userdata: object,
                     msg: mqtt.MQTTMessage) -> None:
         if msg.topic == topics.registry_hint_topic(self.cfg.topic_root):
-            self._hinted = topics.parse_hint(msg.payload)
+            self._hinted = topics.parse_hint(bytes(msg.payload))
             self.stats["hints"] += 1
             log.info("fleet link: the centre announces registry version %s", self._hinted)
             self._sync_wake.set()
