@@ -43,7 +43,8 @@ def test_topics_stay_under_the_units_prefix() -> None:
 def test_heartbeat_is_compact_and_says_what_the_centre_watches() -> None:
     hb = topics.heartbeat(snapshot(), version="1.2.3", backlog=4)
     assert hb["sw"] == "1.2.3" and hb["unit"] == "lhr-01"
-    assert hb["reg"] == {"v": 12, "state": "ok", "age_s": 5000, "n": 900}
+    assert hb["reg"] == {"v": 12, "state": "ok", "ok": 1, "age_s": 5000, "n": 900}
+    assert hb["n_alarms"] == 1
     assert hb["modems"]["up"] == 1 and hb["modems"]["down"] == 1
     assert hb["modems"]["m"][0] == {"name": "sim1", "state": "ready", "bal": 120.5, "q": 2}
     assert hb["queue"] == 2 and hb["alarms"] == ["modem_down:sim2"] and hb["hits_wait"] == 4
