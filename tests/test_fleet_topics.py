@@ -110,7 +110,9 @@ def test_archive_drops_duplicates_and_trusts_the_topic_for_the_unit(tmp_path: Pa
     assert archive.since(150.0) == []
     out = io.StringIO()
     assert write_hits(rows, "csv", out) == 1
-    assert out.getvalue().splitlines()[0].startswith("id,unit,district,cnic,at")
+    header, line = out.getvalue().splitlines()
+    assert header.startswith("id,unit,district,cnic,time,at")
+    assert "1970-01-01T00:01:40+00:00" in line
     out = io.StringIO()
     write_hits(rows, "ndjson", out)
     assert json.loads(out.getvalue())["id"] == "a1"

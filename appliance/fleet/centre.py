@@ -32,8 +32,8 @@ from appliance.config import FleetConfig, load_config
 from appliance.errors import ConfigError, FleetError
 from appliance.fleet import topics
 
-HIT_COLUMNS = ("id", "unit", "district", "cnic", "at", "number_hash", "number", "modem",
-               "received_at")
+HIT_COLUMNS = ("id", "unit", "district", "cnic", "time", "at", "number_hash", "number",
+               "modem", "received_at")
 
 
 # -- settings --------------------------------------------------------------------------
@@ -183,7 +183,10 @@ def write_hits(rows: Iterable[Mapping[str, Any]], fmt: str, out: TextIO) -> int:
         writer = csv.DictWriter(out, fieldnames=HIT_COLUMNS, extrasaction="ignore")
         writer.writeheader()
         for row in rows:
-            writer.writerow({k: row.get(k, "") for k in HIT_COLUMNS})
+            at = row.get("at", row.get("received_at"))
+            when = (datetime.fromtimestamp(at, timezone.utc).isoformat(timespec="seconds")
+                    if isinstance(at, (int, float)) else "")
+            writer.writerow({**{k: row.get(k, "") for k in HIT_COLUMNS}, "time": when})
             n += 1
     else:
         for row in rows:
