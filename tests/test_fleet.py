@@ -204,6 +204,16 @@ def test_hit_reports_survive_broker_restarts_without_loss(
         assert unit.stop() == 0, unit.log_tail()
     reports = archive.since(0)
     assert len(reports) == 60 == len({r["id"] for r in reports})
+    # The operator's view of the same archive: `fleet hits`, as CSV.
+    out = subprocess.run(
+        [sys.executable, "-m", "appliance", "fleet", "hits", "--config",
+         str(broker.centre_toml(tmp_path / "centre.toml")), "--db", str(archive.path),
+         "--no-collect", "--since", "1h", "--format", "csv"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].startswith("id,unit,district,cnic,time") and len(lines) == 61
+    assert "60 hit report(s) since" in out.stderr
     assert sorted(r["cnic"] for r in reports) == sorted(crowd.texts)
     assert all(r["unit"] == "fault" and "number" not in r and len(r["number_hash"]) == 64
                for r in reports)
