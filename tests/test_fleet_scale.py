@@ -218,6 +218,7 @@ def test_500_units_sync_within_seconds_of_one_publish(
         "publish_files_s": t_files - t0, "hint_post_s": t_hint - t_files,
         "hint_to_first_synced_s": done[0], "hint_to_half_synced_s": done[UNITS // 2],
         "hint_to_all_synced_s": done[-1],
+        "publish_start_to_all_synced_s": t_hint - t0 + done[-1],
         "broker_cpu_connect_s": cpu1 - cpu0, "broker_cpu_push_s": cpu2 - cpu1,
         "broker_rss_idle_kib": rss0, "broker_rss_500_kib": rss1,
         "broker_rss_after_kib": rss2})

@@ -12,7 +12,8 @@ import pytest
 from appliance.config import config_from_dict
 from appliance.errors import ConfigError
 from appliance.fleet import topics
-from appliance.fleet.centre import FleetView, HitArchive, parse_since, write_hits
+from appliance.fleet.centre import HitArchive, parse_since, write_hits
+from appliance.fleet.watch import FleetView
 
 
 def snapshot(**over: object) -> dict[str, object]:
