@@ -46,6 +46,11 @@ def tls_context(cfg: FleetConfig) -> ssl.SSLContext:
         if path is not None and not os.access(path, os.R_OK):
             raise ConfigError(f"fleet.{name} {path}: missing or not readable by the service "
                               "user")
+    if cfg.key_file is not None and cfg.key_file.stat().st_mode & 0o077:
+        mode = stat.S_IMODE(cfg.key_file.stat().st_mode)
+        raise ConfigError(f"fleet.key_file {cfg.key_file}: mode {mode:04o} lets group or "
+                          f"others read the unit's private key; run: chmod 600 "
+                          f"{cfg.key_file}")
     try:
         ctx = ssl.create_default_context(cafile=str(cfg.ca_file) if cfg.ca_file else None)
         ctx.minimum_version = ssl.TLSVersion.TLSv1_2
