@@ -157,6 +157,41 @@ def test_credentials_tls_and_acls_are_enforced(broker: Broker, tmp_path: Path) -
             c.loop_stop()
 
 
+@pytest.mark.parametrize("case, expected", [
+    ("wrong CA", "cannot reach the broker"),
+    ("wrong password", "broker refused the connection: Not authorized"),
+    ("plaintext", "closed before the broker answered"),
+])
+def test_the_link_says_why_it_cannot_connect(broker: Broker, tmp_path: Path, case: str,
+                                             expected: str) -> None:
+    """What the fleet_link alarm and the status snapshot will name, per cause."""
+    from appliance.alarms import Alarms
+    from appliance.fleet.link import FleetLink
+    from appliance.store import Store
+    from tests.fleet_support import Pki
+
+    section = broker.fleet("unit-x")
+    if case == "wrong CA":
+        section["ca_file"] = str(Pki(tmp_path / "other-ca").ca)
+    elif case == "wrong password":
+        bad = tmp_path / "bad.password"
+        bad.write_text("nope\n")
+        bad.chmod(0o600)
+        section["password_file"] = str(bad)
+    else:
+        section["tls"] = False
+    store = Store(tmp_path / "state.db")
+    link = FleetLink(config_from_dict({"fleet": section}).fleet, "unit-x", alarms=Alarms(),
+                     hash_number=lambda n: n, version="test")
+    link.start(lambda: {})
+    try:
+        assert wait_until(lambda: expected in link.status()["last_error"], 15), link.status()
+        assert not link.status()["connected"]
+    finally:
+        link.stop()
+        store.close()
+
+
 # -- hit reports: broker restart, link cut, kill -9 --------------------------------------
 
 

@@ -179,8 +179,7 @@ class FleetLink:
     def _on_connect(self, client: mqtt.Client, _userdata: object, _flags: object,
                     reason: Any, _props: object) -> None:
         if reason.is_failure:
-            self._last_error = f"broker refused the connection: {reason}"
-            log.warning("fleet link: %s", self._last_error)
+            self._error(f"broker refused the connection: {reason}")
             return
         self.stats["connects"] += 1
         self._connected_at = time.monotonic()
@@ -192,8 +191,15 @@ class FleetLink:
         log.info("fleet link: connected to %s:%d", self.cfg.broker_host, self.cfg.broker_port)
 
     def _on_connect_fail(self, _client: mqtt.Client, _userdata: object) -> None:
-        self._last_error = "cannot reach the broker"
+        self._error("cannot reach the broker (network, DNS, firewall, or TLS: check ca_file "
+                    "and the clock)")
         self._wake.set()
+
+    def _error(self, text: str) -> None:
+        # Retries come every few seconds to minutes: log a cause once, not every retry.
+        if text != self._last_error:
+            log.warning("fleet link: %s; retrying with backoff", text)
+        self._last_error = text
 
     def _on_disconnect(self, _client: mqtt.Client, _userdata: object, _flags: object,
                        reason: Any, _props: object) -> None:
@@ -203,6 +209,9 @@ class FleetLink:
             self._down_since = time.monotonic()
             self._last_error = f"disconnected: {reason}"
             log.warning("fleet link: %s; reconnecting with backoff", self._last_error)
+        elif not self._last_error.startswith("broker refused"):
+            self._error("the connection closed before the broker answered (tls on a plain "
+                        "port or the other way round? check tls and broker_port)")
         self._wake.set()
 
     def _on_publish(self, _client: mqtt.Client, _userdata: object, mid: int, _reason: object,
