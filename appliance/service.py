@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
@@ -43,6 +43,10 @@ from .responder import (
     Policy, RegistryState, Templates, limit_reply, load_templates, respond,
 )
 from .store import Job, Outbound, Store, StoredPart, SubmittedPart, db, write_txn
+
+if TYPE_CHECKING:  # the fleet link loads paho, so only when it is enabled
+    from .fleet.link import FleetLink
+    from .registry.schedule import RegistryScheduler
 
 log = logging.getLogger(__name__)
 
@@ -114,9 +118,9 @@ class Service:
         self.health_check_s = health_check_s
         self.watchdog_grace_s = watchdog_grace_s
         self.stats = {"crash_resent": 0, "crash_sent": 0}
-        self.registry_scheduler: Any = None
+        self.registry_scheduler: RegistryScheduler | None = None
         # The fleet link (docs/fleet.md), off by default; paho is not even imported then.
-        self.fleet: Any = None
+        self.fleet: FleetLink | None = None
         if config.fleet.enabled:
             from . import __version__
             from .fleet.link import FleetLink
