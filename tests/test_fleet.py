@@ -431,6 +431,10 @@ def test_publish_notify_makes_the_unit_sync_at_once_and_watch_shows_it(
             with Registry(unit_db) as reg:
                 assert reg.lookup(people(1)[0]["cnic"]) is None
             assert wait_until(lambda: watch().get("registry") == 2, 30)
+            # A change that matters (a modem loses its network) goes out before the
+            # heartbeat interval (300 s) is up.
+            sim.modems[1].faults.registered = False
+            assert wait_until(lambda: watch().get("modems_down") == 1, 40), unit.log_tail()
             # Offline: the will flips the flag, the last status stays.
             unit.kill()
             assert wait_until(lambda: watch().get("online") is False, 20)
