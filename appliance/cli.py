@@ -161,6 +161,8 @@ def _extensions() -> list[Callable[..., None]]:
         regs.append(tech_parsers)
     except ImportError:
         pass
+    from .fleet.centre import add_parsers as fleet_parsers
+    regs.append(fleet_parsers)
     return regs
 
 

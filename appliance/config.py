@@ -31,6 +31,7 @@ from appliance.config_schema import (
     AlarmsConfig,
     AuditConfig,
     Config,
+    FleetConfig,
     LimitsConfig,
     LoggingConfig,
     ModemConfig,
@@ -48,7 +49,7 @@ __all__ = [
     "AlarmsConfig", "AuditConfig", "Config", "ConfigError", "LimitsConfig", "LoggingConfig",
     "ModemConfig", "PrivacyConfig", "RegistryConfig", "RepliesConfig", "ReliabilityConfig",
     "StatusConfig",
-    "UnitConfig", "config_from_dict", "config_from_text", "load_config",
+    "UnitConfig", "config_from_dict", "config_from_text", "load_config", "FleetConfig",
 ]
 
 _BAD = object()  # a value that failed validation; its problem is already reported

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
@@ -33,7 +33,7 @@ from .config import Config
 from .credentials import redact_tree
 from .doctor import disk_alarm
 from .errors import ApplianceError, ConfigError, PduError
-from .guard import Guard
+from .guard import VERDICT_KINDS, Guard
 from .history import History, counts_since, sample
 from .modem import pdu as pdumod
 from .modem.bank import Bank, SlotSettings
@@ -45,6 +45,10 @@ from .responder import (
     Policy, RegistryState, Templates, limit_reply, load_templates, respond,
 )
 from .store import Job, Outbound, Store, StoredPart, SubmittedPart, db, write_txn
+
+if TYPE_CHECKING:  # the fleet link loads paho, so only when it is enabled
+    from .fleet.link import FleetLink
+    from .registry.schedule import RegistryScheduler
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +139,16 @@ class Service:
         self.health_check_s = health_check_s
         self.watchdog_grace_s = watchdog_grace_s
         self.stats = {"crash_resent": 0, "crash_sent": 0}
+        self.registry_scheduler: RegistryScheduler | None = None
+        # The fleet link (docs/fleet.md), off by default; paho is not even imported then.
+        self.fleet: FleetLink | None = None
+        if config.fleet.enabled:
+            from . import __version__
+            from .fleet.link import FleetLink
+
+            self.fleet = FleetLink(config.fleet, config.unit.name, alarms=self.alarms,
+                                   hash_number=self.guard.audit.sender_hash,
+                                   version=__version__)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -186,14 +200,21 @@ class Service:
                                             on_alarm=self.alarms.raise_,
                                             on_clear=self.alarms.clear)
             # The service raises the stale-registry alarm itself (_check_health).
-            RegistryScheduler.from_config(self.config.registry, sync, scheduler=self.scheduler,
-                                          stale_check_minutes=0).start()
+            self.registry_scheduler = RegistryScheduler.from_config(
+                self.config.registry, sync, scheduler=self.scheduler, stale_check_minutes=0)
+            self.registry_scheduler.start()
+        if self.fleet is not None:
+            self.fleet.start(self.snapshot, installed_version=lambda: self.registry_view(
+                max_age_s=0).info.version, sync_now=(self.registry_scheduler.run
+                                                     if self.registry_scheduler else None))
         self._check_reply_names()
         log.info("service started: %d modem(s), registry %s", len(self.modems),
                  self.registry_view().state.name)
 
     def stop(self) -> None:
         self._stop.set()
+        if self.fleet is not None:
+            self.fleet.stop()
         server = getattr(self, "status_server", None)
         if server is not None:
             server.stop()
@@ -348,10 +369,14 @@ class Service:
         oid = self.store.queue_reply(recipient=recipient, text=reply.text, parts=parts,
                                      preferred_modem=modem, inbound_ids=ids, kind=reply.kind)
         self.guard.record(sender, reply, ids, oid, modem)
+        if self.fleet is not None and reply.kind in VERDICT_KINDS:
+            self.fleet.record_hits(reply.verdicts, recipient, modem)  # rows, in this txn
 
         def after() -> None:
             with self._replies_lock:  # counted once committed: a rolled-back reply never left
                 self.replies_total[reply.kind] = self.replies_total.get(reply.kind, 0) + 1
+            if self.fleet is not None:
+                self.fleet.wake()
             if reply.kind == "unavailable" and view.state is not RegistryState.OK:
                 self.alarms.raise_("registry_" + view.state.name.lower(),
                                    "registry is " + view.state.name.lower()
@@ -645,6 +670,7 @@ class Service:
             "alarms_total": dict(self.alarms.raised_total),
             "replies_total": replies,
             "crash_resent": self.stats["crash_resent"],
+            "fleet": self.fleet.status() if self.fleet is not None else None,
         }
 
     def _emit(self, event: str, **data: Any) -> None:
