@@ -24,28 +24,16 @@ FIRMWARE_CONFIG = Path(__file__).resolve().parent.parent / "firmware_config"
 log = logging.getLogger("appliance")
 
 
-class JournalFormatter(logging.Formatter):
-    """``<N>logger: message`` — systemd reads the ``<N>`` as the syslog priority
-    (SyslogLevelPrefix=yes is the default), and the journal adds its own timestamps."""
-
-    PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3,
-                logging.CRITICAL: 2}
-
-    def format(self, record: logging.LogRecord) -> str:
-        prio = self.PRIORITY.get(record.levelno, 7 if record.levelno < logging.INFO else 6)
-        text = f"<{prio}>{record.name}: {record.getMessage()}"
-        if record.exc_info:
-            text += "\n" + self.formatException(record.exc_info)
-        return text
-
-
 def setup_logging(verbose: int = 0, level: str = "INFO", fmt: str | None = None) -> None:
-    handler = logging.StreamHandler(sys.stderr)
+    from .journal import journal_handler
+
     if fmt is None:
         fmt = "journal" if os.environ.get("JOURNAL_STREAM") else "plain"
+    handler: logging.Handler
     if fmt == "journal":
-        handler.setFormatter(JournalFormatter())
+        handler = journal_handler()  # native with fields under systemd, else <N> prefixes
     else:
+        handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s",
                                                "%H:%M:%S"))
     root = logging.getLogger()

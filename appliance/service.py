@@ -27,8 +27,9 @@ from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from . import systemd
+from . import journal, systemd
 from .alarms import Alarms
+from .cnic import parse_message
 from .config import Config
 from .doctor import disk_alarm
 from .errors import ApplianceError, PduError
@@ -231,10 +232,11 @@ class Service:
     def on_inbound(self, modem: str, pdu_hex: str, decoded: Any) -> None:
         key = pdumod.pdu_hash(pdu_hex)
         if isinstance(decoded, PduError):
-            _, created = self.store.record_inbound(modem=modem, pdu_hash=key, pdu=pdu_hex,
+            qid, created = self.store.record_inbound(modem=modem, pdu_hash=key, pdu=pdu_hex,
                                                    status="quarantined", reason=str(decoded))
             if created:
-                log.warning("modem %s: undecodable SMS quarantined (%s)", modem, decoded)
+                journal.sms_in(modem=modem, sender=None, cnic_hmacs=(), verdict="quarantined",
+                               parts=1, inbound_ids=[qid], reason=str(decoded)).log()
             return
         d: pdumod.Deliver = decoded
         concat = d.concat if d.concat is not None and d.concat.total > 1 else None
@@ -304,9 +306,14 @@ class Service:
         if not verdict.answer:
             self.store.set_inbound_status(ids, "ignored", reason=verdict.reason)
             self.guard.record_ignored(sender, verdict, ids, modem, text)
-            log.info("modem %s: not answering inbound %s: %s", modem, ids, verdict.reason)
-            return lambda: self._emit("ignored", modem=modem, sender=sender,
-                                      reason=verdict.reason)
+            line = journal.sms_in(modem=modem, sender=sender, cnic_hmacs=self._hmacs(text),
+                                  verdict="ignored", parts=len(ids), inbound_ids=ids,
+                                  reason=verdict.reason)
+
+            def ignored() -> None:
+                line.log()
+                self._emit("ignored", modem=modem, sender=sender, reason=verdict.reason)
+            return ignored
         view = self.registry_view()
         if verdict.limit_reply:
             reply = limit_reply(self.templates, self.policy)
@@ -317,8 +324,13 @@ class Service:
         oid = self.store.queue_reply(recipient=recipient, text=reply.text, parts=parts,
                                      preferred_modem=modem, inbound_ids=ids, kind=reply.kind)
         self.guard.record(sender, reply, ids, oid, modem)
+        line = journal.sms_in(modem=modem, sender=sender,
+                              cnic_hmacs=self._hmacs(text if verdict.limit_reply else "",
+                                                     reply.cnics),
+                              verdict=reply.kind, parts=len(ids), inbound_ids=ids, reply_id=oid)
 
         def after() -> None:
+            line.log()
             if reply.kind == "unavailable" and view.state is not RegistryState.OK:
                 self.alarms.raise_("registry_" + view.state.name.lower(),
                                    "registry is " + view.state.name.lower()
@@ -327,6 +339,11 @@ class Service:
                        kind=reply.kind, id=oid)
             self.bank.poke(modem)
         return after
+
+    def _hmacs(self, text: str, cnics: tuple[str, ...] = ()) -> list[str]:
+        """The audit log's keyed hash of each CNIC asked (never the CNIC) for the journal."""
+        asked = cnics or parse_message(text, max_cnics=self.config.replies.max_cnics).cnics
+        return [self.guard.audit.cnic_hash(c) for c in asked]
 
     def _answer_now(self, modem: str, ids: list[int], sender: str, sender_type: str | None,
                     text: str) -> None:
@@ -409,6 +426,7 @@ class Service:
             self.store.move(job.outbound_id, State.SENT, sent_at=now, last_error=None)
             self.bank.send_succeeded(job.modem)
             self.alarms.clear("reply_failed")  # replies are leaving again
+            self._journal_reply(job, "sent", len(parts))
             self._emit("sent", modem=job.modem, recipient=job.recipient, text=job.text,
                        id=job.outbound_id, parts=len(parts))
             return
@@ -444,8 +462,26 @@ class Service:
             self.store.move(job.outbound_id, State.RETRY, last_error=reason,
                             next_attempt_at=now + self.backoff.delay(job.attempt))
             self.bank.send_failed(job.modem, modem_fault=False, reason=reason)
+        self._journal_reply(job, None, len(parts), reason)
         self._emit("failed", modem=job.modem, id=job.outbound_id, error=reason,
                    error_class=cls.value)
+
+    def _journal_reply(self, job: Job, outcome: str | None, parts_sent: int,
+                       error: str = "") -> None:
+        """The journal line of one reply leaving (or not): its kind, part count and (after
+        a failure) new state are read back from its row (the job carries none of them)."""
+        try:
+            row = (Outbound.select(Outbound.kind, Outbound.parts, Outbound.status)
+                   .where(Outbound.id == job.outbound_id).first())
+            if outcome is None:  # queued again without spending an attempt: "requeued"
+                outcome = {"queued": "requeued"}.get(row.status, row.status) if row else "?"
+            journal.reply_out(modem=job.modem, recipient=job.recipient,
+                              reply_id=job.outbound_id,
+                              verdict=(row.kind if row else None) or "reply",
+                              parts=(row.parts if row else None) or parts_sent,
+                              attempt=job.attempt, outcome=outcome, error=error).log()
+        except Exception:  # a log line must never turn a sent reply into a failed one
+            log.exception("reply %d: journal line failed", job.outbound_id)
 
     def on_status(self, status: ModemStatus) -> None:
         self.bank.on_status(status)
