@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from .errors import ApplianceError, ConfigError
+from .errors import ApplianceError, ConfigError, ServiceUnreachable
 
 DEFAULT_CONFIG = Path(os.environ.get("NSOR_CONFIG", "/etc/nsor/appliance.toml"))
 FIRMWARE_CONFIG = Path(__file__).resolve().parent.parent / "firmware_config"
@@ -172,6 +172,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"error: {line}", file=sys.stderr)
         print(f"{len(exc.problems)} problem(s) found; nothing was started.", file=sys.stderr)
         return 2
+    except ServiceUnreachable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 3  # "not running", as `systemctl status` and `nsor status` say it
     except ApplianceError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

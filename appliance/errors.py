@@ -106,3 +106,8 @@ class SyncError(RegistryError):
 
 class StoreError(ApplianceError):
     """The message store (state.db) failed."""
+
+
+class ServiceUnreachable(ApplianceError):
+    """A command that must go through the running service found none listening
+    (``nsor balance`` with the service stopped)."""

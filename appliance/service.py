@@ -27,10 +27,11 @@ from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from . import journal, systemd
+from . import __version__, journal, systemd
 from .alarms import Alarms
 from .cnic import parse_message
 from .config import Config
+from .control import ControlServer, socket_path as control_socket_path
 from .doctor import disk_alarm
 from .errors import ApplianceError, PduError
 from .guard import Guard
@@ -38,11 +39,13 @@ from .modem import pdu as pdumod
 from .modem.bank import Bank, SlotSettings
 from .modem.engine import Modem, ModemSettings, ModemState, ModemStatus
 from .outbound import Backoff, ErrorClass, State, classify
+from .wording import plural
 from .registry.lookup import Registry, RegistryInfo, is_stale
 from .registry.status import sync_status
 from .responder import (
     Policy, RegistryState, Templates, limit_reply, load_templates, respond,
 )
+from .service_requests import ServiceRequests
 from .store import Job, Outbound, Store, StoredPart, SubmittedPart, db, write_txn
 
 log = logging.getLogger(__name__)
@@ -122,8 +125,9 @@ class Service:
         sent, resent = self.store.recover_after_crash()
         self.stats.update(crash_sent=sent, crash_resent=resent)
         if resent:
-            log.warning("%d repl(ies) were on the air when the unit stopped; sending them "
-                        "again (at-least-once)", resent)
+            log.warning("%s on the air when the unit stopped; sending %s again "
+                        "(at-least-once)", plural(resent, "reply was", "replies were"),
+                        "it" if resent == 1 else "them")
         self._answer_leftovers()
         for modem in self.modems.values():
             modem.start()
@@ -148,6 +152,15 @@ class Service:
                 # The page is for technicians; citizens' answers must not depend on it.
                 self.status_server = None
                 self.alarms.raise_("status_page", str(exc))
+        self.control_server = None
+        try:
+            self.control_server = ControlServer(control_socket_path(self.config.unit.data_dir),
+                                                ServiceRequests(self).handlers())
+            self.control_server.start()
+        except ApplianceError as exc:
+            # `nsor balance` and `nsor ussd` are for technicians; citizens come first.
+            self.control_server = None
+            log.warning("%s; nsor balance and nsor ussd will not work", exc)
         if self.config.registry.repository_url:
             from .registry.schedule import RegistryScheduler
             from .registry.sync import RegistrySync
@@ -167,6 +180,9 @@ class Service:
         server = getattr(self, "status_server", None)
         if server is not None:
             server.stop()
+        control = getattr(self, "control_server", None)
+        if control is not None:
+            control.stop()
         try:
             self.scheduler.shutdown(wait=False)
         except Exception:  # not started
@@ -356,7 +372,8 @@ class Service:
         and requeue replies whose modem never came back to say whether they left."""
         stuck = self.store.requeue_stuck(time.time() - STUCK_SENDING_S)
         if stuck:
-            log.warning("%d repl(ies) stuck in 'sending' (modem gone); sending again", stuck)
+            log.warning("%s stuck in 'sending' (modem gone); sending again",
+                        plural(stuck, "reply", "replies"))
             self.bank.poke(None)
         for row in self.store.inbound_with_status("new", older_than=time.time() - 1):
             try:
@@ -580,7 +597,8 @@ class Service:
         age = info.age(datetime.now(timezone.utc))
         disk = shutil.disk_usage(self.config.unit.data_dir)
         return {
-            "unit": self.config.unit.name, "time": now, "uptime_s": now - self.started_at,
+            "unit": self.config.unit.name, "version": __version__, "time": now,
+            "uptime_s": now - self.started_at,
             "modems": modems,
             "queue": {"pending": self.store.pending_count(),
                       "unassigned": depth.get(None, 0)},

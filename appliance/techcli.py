@@ -26,8 +26,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from .errors import ConfigError, StoreError
-from .statuspage import (MODEM_COLUMNS, fetch_status, fmt_duration, modem_cells, modem_level,
-                         summary_lines)
+from .statuspage import MODEM_COLUMNS, fetch_status, fmt_duration, modem_cells, modem_level
 
 #: Exit status when the service is not running (as ``systemctl status`` uses it).
 NOT_RUNNING = 3
@@ -40,6 +39,8 @@ def add_parsers(sub: Any, config_arg: Callable[[argparse.ArgumentParser], None])
                         "running unit")
     config_arg(sp)
     sp.add_argument("--json", action="store_true", help="print the raw status as JSON")
+    sp.add_argument("--wide", action="store_true", help="every column and whole error "
+                    "texts (wider than 80 columns)")
     sp.set_defaults(func=cmd_status)
 
     sp = sub.add_parser("doctor", help="check everything a working unit needs; PASS/FAIL "
@@ -70,6 +71,9 @@ def add_parsers(sub: Any, config_arg: Callable[[argparse.ArgumentParser], None])
                     help="wait this long for the outcome (120)")
     sp.set_defaults(func=cmd_send_test)
 
+    from .balance_cmd import add_parsers as balance_parsers
+    balance_parsers(sub, config_arg)
+
 
 def _console() -> Console:
     # Piped output (scripts, tests, `| less`) gets a wide, colourless table rather than
@@ -91,7 +95,12 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(snap, indent=1, default=str, ensure_ascii=False))
         return 0 if live else NOT_RUNNING
-    con = _console()
+    if args.wide:
+        con = _console()
+    else:
+        import shutil
+        width = shutil.get_terminal_size((80, 24)).columns
+        con = Console(highlight=False, width=width, no_color=not sys.stdout.isatty())
     if not live and not config.status.http_bind:
         con.print(f"[yellow]cannot ask the service[/]: {escape(why)}. Modem states are "
                   "unknown; queue and counts below are read from state.db.")
@@ -101,21 +110,36 @@ def cmd_status(args: argparse.Namespace) -> int:
                   "Start it: sudo systemctl start nsor-appliance")
         if snap.get("note"):
             con.print(escape(snap["note"]))
-    render_status(con, snap)
+    if args.wide:
+        render_status(con, snap)
+    else:
+        from .status_text import render
+        for line in render(snap, con.width):
+            con.print(line, overflow="ellipsis", no_wrap=True, crop=True)
     return 0 if live else NOT_RUNNING
 
 
 def render_status(con: Console, snap: dict[str, Any]) -> None:
-    table = Table(title=f"unit {snap.get('unit', '')}", title_justify="left")
-    for col in MODEM_COLUMNS:
+    from .status_text import summary
+
+    version = f", version {snap['version']}" if snap.get("version") else ""
+    table = Table(title=f"unit {snap.get('unit', '')}{version}", title_justify="left")
+    for col in MODEM_COLUMNS + ["port", "balance"]:
         table.add_column(col, overflow="fold")
+    now = time.time()
     for m in snap.get("modems") or []:
         cells = [escape(c) for c in modem_cells(m)]
         level = modem_level(m) if snap.get("source") != "files" else "warn"
         cells[1] = f"[{_STYLE[level]}]{cells[1]}[/]"
-        table.add_row(*cells)
+        if m.get("last_error_at"):
+            cells[-1] += f" ({fmt_duration(now - m['last_error_at'])} ago)"
+        balance = "-"
+        if m.get("balance_at"):
+            amount = "?" if m.get("balance") is None else f"{m['balance']:.2f}"
+            balance = f"{amount} ({fmt_duration(now - m['balance_at'])} ago)"
+        table.add_row(*cells, escape(str(m.get("port") or "")), escape(balance))
     con.print(table)
-    for label, text, level in summary_lines(snap):
+    for label, text, level in summary(snap):
         con.print(f"{label:>9}: [{_STYLE[level]}]{escape(text)}[/]")
     alarms = snap.get("alarms") or []
     if alarms:
@@ -139,8 +163,10 @@ def offline_snapshot(config: Any) -> dict[str, Any]:
     modems = [{"name": m.name, "port": m.port, "state": "not running", "rssi": None,
                "queue": 0, "sent_hour": None, "sent_day": None, "hourly_cap": m.hourly_cap,
                "daily_cap": m.daily_cap, "last_error": ""} for m in config.enabled_modems]
-    snap: dict[str, Any] = {"unit": config.unit.name, "time": time.time(), "modems": modems,
-                            "alarms": []}
+    from . import __version__
+
+    snap: dict[str, Any] = {"unit": config.unit.name, "version": __version__,
+                            "time": time.time(), "modems": modems, "alarms": []}
     if config.state_path.is_file():
         from .store import Outbound, Store
 
