@@ -78,7 +78,7 @@ def _print(results: list[dict[str, Any]], as_json: bool, *, balance: bool) -> in
         if r.get("error"):
             print(f"{head}  FAILED: {r['error']}")
             continue
-        print(f"{head}  answered at {time.strftime('%H:%M:%S', time.localtime(r['at']))}")
+        print(f"{head}  answered at {time.strftime('%H:%M:%S %Z', time.localtime(r['at']))}")
         print(f"  answer: {r.get('answer')!r}")
         pattern = r.get("pattern")
         if not pattern:
