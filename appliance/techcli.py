@@ -48,6 +48,14 @@ def add_parsers(sub: Any, config_arg: Callable[[argparse.ArgumentParser], None])
     config_arg(sp)
     sp.add_argument("--timeout", type=float, default=3.0, metavar="S",
                     help="wait this long for each modem answer (3)")
+    profile = sp.add_mutually_exclusive_group()
+    profile.add_argument("--field", dest="field", action="store_const", const=True,
+                         default=None, help="fail what a unit must not take to site (demo "
+                         "root, no repository URL, placeholder correction number, sample "
+                         "registry, no own_numbers); the default for /etc/nsor/appliance.toml")
+    profile.add_argument("--lab", dest="field", action="store_const", const=False,
+                         help="a rehearsal: those only warn (the default for any other "
+                         "configuration file)")
     sp.set_defaults(func=cmd_doctor)
 
     sp = sub.add_parser("probe", help="find the modems on the serial ports and print a "
@@ -209,11 +217,14 @@ def offline_snapshot(config: Any) -> dict[str, Any]:
 # -- doctor --------------------------------------------------------------------------------
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from .doctor import FAIL, run_checks
+    from .doctor import FAIL, field_profile, run_checks
 
     con = _console()
     failed = 0
-    for check in run_checks(args.config, timeout=args.timeout):
+    field = field_profile(args.config, args.field)
+    con.print("profile: field (a unit going to site; --lab for a rehearsal)" if field else
+              "profile: lab (a rehearsal; --field checks what a unit needs on site)")
+    for check in run_checks(args.config, timeout=args.timeout, field=field):
         style = {"PASS": "green", "WARN": "yellow", "FAIL": "bold red"}.get(check.level, "cyan")
         con.print(f"[{style}]{check.level}[/]  {escape(check.what)}: {escape(check.detail)}")
         if check.fix and check.level != "PASS":

@@ -254,13 +254,42 @@ def test_doctor_warns_about_what_the_operator_must_fill_in(tmp_path: Path) -> No
                             base_dir=tmp_path)
     found = {c.what: c.level for c in _deployment(demo)}
     assert found == {"registry: trusted root": WARN, "registry: sync": WARN,
-                     "replies: correction number": WARN}
+                     "replies: correction number": WARN, "unit: own numbers": WARN}
+    found = {c.what: c.level for c in _deployment(demo, field=True)}
+    assert set(found.values()) == {FAIL_} and len(found) == 4
     replies = tmp_path / "replies.toml"
     replies.write_text((FIRMWARE_CONFIG / "replies.toml").read_text(encoding="utf-8")
                        .replace("0800-00000", "0800-12345"), encoding="utf-8")
     live = config_from_dict({"replies": {"templates": str(replies)},
+                             "unit": {"own_numbers": ["+923001234567"]},
                              "registry": {"repository_url": "https://registry.example/nsor",
                                           "trusted_root": str(tmp_path / "missing.json")}},
                             base_dir=tmp_path)
     found = {c.what: c.level for c in _deployment(live)}
     assert found == {"registry: trusted root": FAIL_}
+
+
+def test_doctor_field_profile_fails_a_unit_not_ready_for_site(tmp_path: Path, sim: Any,
+                                                              sample_registry: Path) -> None:
+    """The shipped demo root, no repository, the placeholder correction number, the sample
+    registry and no own_numbers: a rehearsal may have them (WARN), a unit on site may not."""
+    from appliance.doctor import INSTALLED_CONFIG, field_profile
+    from appliance.secret import load_or_create_secret
+
+    config = write_unit_toml(tmp_path, sim_ports(sim), http_bind=closed_port(), extra=(
+        f'[registry]\ntrusted_root = "{FIRMWARE_CONFIG / "registry_root.json"}"\n'))
+    load_or_create_secret(tmp_path / "data" / "secret.key")
+    field = nsor("doctor", "--field", "--config", str(config))
+    fails = [line for line in doctor_lines(field) if line.startswith(FAIL)]
+    assert field.returncode == 1 and field.stdout.startswith("profile: field")
+    for what in ("registry: trusted root: is the DEMO root", "registry: sync: repository_url "
+                 "is empty", "replies: correction number: still the placeholder",
+                 "registry: verified: is the SAMPLE registry", "unit: own numbers"):
+        assert any(f"  {what}" in line for line in fails), what
+    assert len(fails) == 5, fails
+    lab = nsor("doctor", "--config", str(config))  # not the installed file: a rehearsal
+    assert lab.returncode == 0 and lab.stdout.startswith("profile: lab")
+    assert not [line for line in doctor_lines(lab) if line.startswith(FAIL)]
+    assert "WARN  registry: verified: is the SAMPLE registry" in lab.stdout
+    assert field_profile(INSTALLED_CONFIG) and not field_profile(config)
+    assert not field_profile(INSTALLED_CONFIG, False) and field_profile(config, True)
