@@ -26,6 +26,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from .errors import ConfigError, StoreError
+from .wording import plural
 from .statuspage import MODEM_COLUMNS, fetch_status, fmt_duration, modem_cells, modem_level
 
 #: Exit status when the service is not running (as ``systemctl status`` uses it).
@@ -67,6 +68,9 @@ def add_parsers(sub: Any, config_arg: Callable[[argparse.ArgumentParser], None])
     sp.add_argument("--timeout", type=float, default=3.0, metavar="S",
                     help="wait this long for a port to answer AT (3)")
     sp.add_argument("--json", action="store_true", help="print the findings as JSON")
+    sp.add_argument("--config", type=Path, default=None,
+                    help="the unit's configuration: its modems keep their names, its ports "
+                    "are probed too, and own_numbers keeps the numbers it has")
     sp.set_defaults(func=cmd_probe)
 
     sp = sub.add_parser("send-test", help="send one test SMS through the running service")
@@ -237,14 +241,22 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 # -- probe ---------------------------------------------------------------------------------
 
 def cmd_probe(args: argparse.Namespace) -> int:
-    from .probe import config_block, discover, probe_all
+    from .probe import config_block, discover, own_numbers_line, probe_all
 
+    config = None
     ports = discover(args.ports)
+    if args.config is not None:
+        from .config import load_config
+        config = load_config(args.config)
+        if not args.ports:  # the configured ports too (a pty, a URL, a by-path name)
+            ports += [m.port for m in config.modems if m.port not in ports]
     results = probe_all(ports, baudrate=args.baudrate, timeout=args.timeout)
-    block = config_block(results, args.baudrate)
+    block = config_block(results, args.baudrate, config)
+    own = own_numbers_line(results, config)
     answered = [r for r in results if r.answered]
     if args.json:
-        print(json.dumps({"ports": [r.as_dict() for r in results], "config": block}, indent=1))
+        print(json.dumps({"ports": [r.as_dict() for r in results], "config": block,
+                          "own_numbers": own}, indent=1))
         return 0 if answered else 1
     con = _console()
     if not ports:
@@ -269,7 +281,10 @@ def cmd_probe(args: argparse.Namespace) -> int:
         con.print("No port answered AT. Stop the service first if it runs "
                   "(sudo systemctl stop nsor-appliance); check power and cables.")
         return 1
-    print("\n# Paste into /etc/nsor/appliance.toml:\n")
+    where = args.config or "/etc/nsor/appliance.toml"
+    print(f"\n# In the [unit] table of {where}:\n")
+    print(own, end="")
+    print(f"\n# At the end of {where}:\n")
     print(block, end="")
     return 0
 
@@ -324,7 +339,8 @@ def _wait_outcome(outbound: Any, oid: int, modem: str | None, wait: float) -> in
         seen = note
         took = time.monotonic() - start
         if row.status in ("sent", "delivered"):
-            print(f"SENT by modem {row.modem} in {took:.0f} s ({row.parts} part(s)).")
+            print(f"SENT by modem {row.modem} in {took:.0f} s "
+                  f"({plural(row.parts, 'part', 'parts')}).")
             if modem and row.modem != modem:
                 print(f"note: {modem} was not available, so {row.modem} sent it; "
                       "`nsor status` says why.")

@@ -42,7 +42,7 @@ def problems_of(path: Path) -> list[str]:
 def test_shipped_file_loads_with_four_modems_on_stable_names() -> None:
     config = load_config(SHIPPED)
     assert [m.port for m in config.modems] == [f"/dev/nsor/modem{i}" for i in range(4)]
-    assert [m.name for m in config.modems] == ["sim1", "sim2", "sim3", "sim4"]
+    assert [m.name for m in config.modems] == ["sim0", "sim1", "sim2", "sim3"]
     config.require_modems()
     assert config.source == SHIPPED
     assert config.registry.trusted_root == SHIPPED.parent / "registry_root.json"

@@ -63,7 +63,10 @@ def test_probe_reports_each_port_and_prints_a_config_block(tmp_path: Path) -> No
     assert "SIM PIN" in out and "Jazz" in out
     assert f"{ports[2]}: does not answer AT" in out
     assert f"{tmp_path / 'nothing'}: not present" in out
-    block = out.split("# Paste into /etc/nsor/appliance.toml:", 1)[1]
+    own, block = out.split("# In the [unit] table of /etc/nsor/appliance.toml:", 1)[1] \
+        .split("# At the end of /etc/nsor/appliance.toml:", 1)
+    assert f'own_numbers = ["{sim.modems[0].number}"]' in own  # sim1's SIM waits for a PIN
+    assert "the SIM of sim1 does not store its own number" in own
     assert f'port = "{ports[0]}"' in block and f'port = "{ports[1]}"' in block
     assert ports[2] not in block and 'pin = "0000"' in block
     config = config_from_text(f'[unit]\ndata_dir = "{tmp_path}"\n' + block, base_dir=tmp_path)
@@ -71,6 +74,38 @@ def test_probe_reports_each_port_and_prints_a_config_block(tmp_path: Path) -> No
     found = json.loads(js.stdout)["ports"][0]
     assert found["imei"] == sim.modems[0].imei and found["registered"] is True
     assert found["sim"] == "READY" and found["sms_total"] == 30 and found["bars"] == 3
+
+
+def test_probe_with_the_config_keeps_its_names_and_numbers(tmp_path: Path, sim: Any) -> None:
+    config = write_unit_toml(tmp_path, [("north", sim.modems[0].port)],
+                             own_numbers=["+923331112223"])
+    proc = nsor("probe", "--timeout", "0.5", "--config", str(config),
+                "--ports", sim.modems[0].port, sim.modems[1].port)
+    assert proc.returncode == 0, proc.stderr
+    own, block = proc.stdout.split(f"# In the [unit] table of {config}:", 1)[1] \
+        .split(f"# At the end of {config}:", 1)
+    assert (f'own_numbers = ["+923331112223", "{sim.modems[0].number}", '
+            f'"{sim.modems[1].number}"]') in own
+    assert f"# north ({sim.modems[0].port}) is already in the configuration" in block
+    assert f'name = "sim1"\nport = "{sim.modems[1].port}"' in block
+    # Pasted where the lines say, the configuration is valid and has both modems.
+    text = config.read_text().replace('own_numbers = ["+923331112223"]', own.strip())
+    merged = config_from_text(text + "\n" + block, base_dir=tmp_path)
+    assert [m.name for m in merged.modems] == ["north", "sim1"]
+    assert len(merged.unit.own_numbers) == 3
+
+
+def test_probe_names_modems_as_the_shipped_configuration_does() -> None:
+    from appliance.probe import modem_name
+
+    assert modem_name("/dev/nsor/modem0", set()) == "sim0"
+    assert modem_name("/dev/nsor/modem4", set()) == "sim4"
+    assert modem_name("/dev/nsor/modem-uart0", set()) == "sim-uart0"
+    assert modem_name("/dev/serial/by-path/platform-x:1.2-port0", {"sim0"}) == "sim1"
+    shipped = config_from_text((FIRMWARE_CONFIG / "appliance.toml").read_text(),
+                               base_dir=FIRMWARE_CONFIG)
+    assert [(m.name, modem_name(m.port, set())) for m in shipped.modems] == \
+        [(m.name, m.name) for m in shipped.modems]
 
 
 def test_probe_with_nothing_answering_says_so(tmp_path: Path) -> None:
