@@ -83,8 +83,10 @@ def add_parsers(sub: Any, config_arg: Callable[[argparse.ArgumentParser], None])
                     help="wait this long for the outcome (120)")
     sp.set_defaults(func=cmd_send_test)
 
+    from .backup import add_parsers as backup_parsers
     from .balance_cmd import add_parsers as balance_parsers
     balance_parsers(sub, config_arg)
+    backup_parsers(sub, config_arg)
 
 
 def _console() -> Console:
