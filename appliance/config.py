@@ -230,9 +230,9 @@ def _check_unique(cls: type, tables: Sequence[Any], where: str, walk: _Walk) -> 
             if ident is None:
                 continue
             if ident in seen:
+                first = walk.locator.describe(f"{where}[{seen[ident]}]", f.name)
                 walk.report(f"{where}[{i}].{f.name}", f"{_show(raw)} repeats the {f.name} of "
-                            f"{walk.locator.describe(f'{where}[{seen[ident]}]', f.name)}; each entry "
-                            f"needs its own {f.name}")
+                            f"{first}; each entry needs its own {f.name}")
             else:
                 seen[ident] = i
 

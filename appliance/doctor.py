@@ -25,6 +25,7 @@ from typing import Any, NamedTuple
 
 from .errors import ConfigError
 from .statuspage import disk_percent, fetch_status, fmt_bytes, fmt_duration
+from .wording import plural
 
 #: Earliest believable date: a Pi without RTC boots at 1970 or at its last shutdown.
 EARLIEST = datetime(2024, 1, 1, tzinfo=timezone.utc)
@@ -103,7 +104,7 @@ def run_checks(config_path: Path, *, timeout: float = 3.0,
         return
     enabled = config.enabled_modems
     yield Check(PASS if enabled else FAIL, "configuration",
-                f"{config_path} is valid, {len(enabled)} modem(s) enabled",
+                f"{config_path} is valid, {plural(len(enabled), 'modem', 'modems')} enabled",
                 "" if enabled else "add a [[modems]] table (`nsor probe` prints one)")
     yield from _modem_manager()
     snap, why = fetch_status(config.status.http_bind, timeout=2.0)
@@ -246,7 +247,8 @@ def _registry(config: Any, field: bool = False) -> Iterator[Check]:
         yield Check(PASS, "registry: verified", f"version {info.version}, {info.record_count} "
                     f"records, signed {info.signed_at:%Y-%m-%d %H:%M} UTC{checked}")
     else:
-        yield Check(WARN, "registry: verified", f"version {info.version} was imported by hand "
+        yield Check(WARN, "registry: verified", f"version {info.version or '(none)'} was "
+                    "imported by hand "
                     f"(source {info.source or '?'}), not signed by the publisher",
                     "run `sudo nsor sync` to install the signed registry")
     max_age = timedelta(hours=config.registry.max_age_hours)
@@ -263,8 +265,8 @@ def _registry(config: Any, field: bool = False) -> Iterator[Check]:
     st = sync_status(config.registry_path)
     if st.get("consecutive_failures"):
         err = st.get("last_error") or {}
-        yield Check(WARN, "registry: last sync", f"{st['consecutive_failures']} failed "
-                    f"attempt(s): {err.get('message', '?')}",
+        yield Check(WARN, "registry: last sync", plural(st["consecutive_failures"],
+                    "failed attempt", "failed attempts") + f": {err.get('message', '?')}",
                     "`sudo nsor registry status` shows the details; `sudo nsor sync` retries")
     yield check_clock(now, info.signed_at, CLOCK_SKEW)
 

@@ -172,8 +172,8 @@ class Service:
             # The service raises the stale-registry alarm itself (_check_health).
             RegistryScheduler.from_config(self.config.registry, sync, scheduler=self.scheduler,
                                           stale_check_minutes=0).start()
-        log.info("service started: %d modem(s), registry %s", len(self.modems),
-                 self.registry_view().state.name)
+        log.info("service started: %s, registry %s",
+                 plural(len(self.modems), "modem", "modems"), self.registry_view().state.name)
 
     def stop(self) -> None:
         self._stop.set()
@@ -474,7 +474,7 @@ class Service:
             self.store.move(job.outbound_id, State.FAILED, last_error=reason)
             self.bank.send_failed(job.modem, modem_fault=False, reason=reason)
             self.alarms.raise_("reply_failed", f"reply {job.outbound_id} failed after "
-                               f"{job.attempt} attempt(s): {reason}")
+                               f"{plural(job.attempt, 'attempt', 'attempts')}: {reason}")
         else:
             self.store.move(job.outbound_id, State.RETRY, last_error=reason,
                             next_attempt_at=now + self.backoff.delay(job.attempt))

@@ -236,7 +236,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         if check.fix and check.level != "PASS":
             con.print(f"      fix: {escape(check.fix)}")
         failed += check.level == FAIL
-    con.print(f"\n{failed} check(s) failed." if failed else "\nAll checks passed.")
+    con.print(f"\n{plural(failed, 'check', 'checks')} failed." if failed
+              else "\nAll checks passed.")
     return 1 if failed else 0
 
 

@@ -174,7 +174,7 @@ def test_doctor_names_each_failure_with_its_fix(tmp_path: Path, sim: Any,
     assert "sudo systemctl mask ModemManager" in out
     assert "PASS  modem sim0: network" in out
     assert "FAIL  secret:" in out and "sudo chmod 600" in out
-    assert "3 check(s) failed." in out
+    assert "3 checks failed." in out
 
 
 def test_doctor_reports_every_config_problem(tmp_path: Path) -> None:
