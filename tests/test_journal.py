@@ -179,3 +179,20 @@ def test_handler_falls_back_to_stderr_when_the_socket_goes(tmp_path: Path) -> No
     handler.handle(record)
     handler.close()
     assert [r.getMessage() for r in seen] == ["still here"]
+
+
+def test_journal_stream_is_recognised_only_on_the_stderr_systemd_named(tmp_path: Path) -> None:
+    """systemd sets JOURNAL_STREAM to stderr's device:inode; the native handler is used
+    only then (a shell that inherited the variable must not get it)."""
+    code = ("from appliance.journal import journal_stream_is_stderr as j; "
+            "import sys; print(j(), file=sys.stdout)")
+    err_file = tmp_path / "stderr"
+    with open(err_file, "wb") as err:
+        st = os.fstat(err.fileno())
+        results = []
+        for stream in (f"{st.st_dev}:{st.st_ino}", f"{st.st_dev}:{st.st_ino + 1}", "junk"):
+            out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, stderr=err,
+                                 stdout=subprocess.PIPE, text=True, timeout=30,
+                                 env=dict(os.environ, JOURNAL_STREAM=stream))
+            results.append(out.stdout.strip())
+    assert results == ["True", "False", "False"]
