@@ -39,7 +39,6 @@ from .modem import pdu as pdumod
 from .modem.bank import Bank, SlotSettings
 from .modem.engine import Modem, ModemSettings, ModemState, ModemStatus
 from .outbound import Backoff, ErrorClass, State, classify
-from .wording import plural
 from .registry.lookup import Registry, RegistryInfo, is_stale
 from .registry.status import sync_status
 from .responder import (
@@ -47,6 +46,7 @@ from .responder import (
 )
 from .service_requests import ServiceRequests
 from .store import Job, Outbound, Store, StoredPart, SubmittedPart, db, write_txn
+from .wording import plural
 
 log = logging.getLogger(__name__)
 

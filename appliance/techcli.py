@@ -26,8 +26,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from .errors import ConfigError, StoreError
-from .wording import plural
 from .statuspage import MODEM_COLUMNS, fetch_status, fmt_duration, modem_cells, modem_level
+from .wording import plural
 
 #: Exit status when the service is not running (as ``systemctl status`` uses it).
 NOT_RUNNING = 3
@@ -137,6 +137,8 @@ def render_status(con: Console, snap: dict[str, Any]) -> None:
     from .status_text import summary
 
     version = f", version {snap['version']}" if snap.get("version") else ""
+    if snap.get("uptime_s") is not None:
+        version += f", up {fmt_duration(snap['uptime_s'])}"
     table = Table(title=f"unit {snap.get('unit', '')}{version}", title_justify="left")
     for col in MODEM_COLUMNS + ["port", "balance"]:
         table.add_column(col, overflow="fold")
