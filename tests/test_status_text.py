@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +13,7 @@ from typing import Any
 
 from appliance.status_text import render, short_age, short_error
 from appliance.statuspage import StatusServer
-from tests.conftest import ROOT, write_unit_toml
+from tests.conftest import ROOT, wait_until, write_unit_toml
 from tests.test_statuspage import live_unit  # noqa: F401  (a fixture)
 
 NOW = 1_800_000_000.0
@@ -95,13 +96,19 @@ def test_status_command_at_80_columns(live_unit: tuple[Any, StatusServer], tmp_p
     config = write_unit_toml(tmp_path, [(m.name, m.port) for m in sim.modems],
                              http_bind=f"127.0.0.1:{server.port}")
     env = dict(os.environ, COLUMNS="80")
+    sim.modems[1].unplug()  # a real error, from the real engine
+    assert wait_until(lambda: svc.modems[sim.modems[1].name].status().state == "gone", 20)
     proc = subprocess.run([sys.executable, "-m", "appliance", "status", "--config", str(config)],
                           cwd=ROOT, capture_output=True, text=True, timeout=60, env=env)
+    sim.modems[1].replug()
     print(proc.stdout, proc.stderr)
     assert proc.returncode == 0 and "Traceback" not in proc.stderr
     lines = proc.stdout.splitlines()
     assert all(len(line) <= 80 for line in lines)
-    assert sum(line.startswith(("sim0 ", "sim1 ")) and "ready" in line for line in lines) == 2
+    assert sum(line.startswith("sim0 ") and "ready" in line for line in lines) == 1
+    gone = next(i for i, line in enumerate(lines) if line.startswith("sim1 "))
+    assert "gone" in lines[gone] and "Jazz" not in lines[gone] and "3/5" not in lines[gone]
+    assert re.match(r"  \d+s ago: ", lines[gone + 1]) and sim.modems[1].port not in proc.stdout
     assert "registry: ok, version 1" in proc.stdout
     wide = subprocess.run([sys.executable, "-m", "appliance", "status", "--wide", "--config",
                            str(config)], cwd=ROOT, capture_output=True, text=True, timeout=60,
