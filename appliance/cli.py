@@ -170,7 +170,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         for line in exc.problems:
             print(f"error: {line}", file=sys.stderr)
-        print(f"{len(exc.problems)} problem(s) found; nothing was started.", file=sys.stderr)
+        from .wording import plural
+        print(f"{plural(len(exc.problems), 'problem', 'problems')} found; nothing was "
+              "started.", file=sys.stderr)
         return 2
     except ServiceUnreachable as exc:
         print(f"error: {exc}", file=sys.stderr)
