@@ -112,3 +112,8 @@ class StoreError(ApplianceError):
 
 class FleetError(ApplianceError):
     """The MQTT broker of the fleet link could not be reached or refused us."""
+
+
+class ServiceUnreachable(ApplianceError):
+    """A command that must go through the running service found none listening
+    (``nsor balance`` with the service stopped)."""

@@ -166,7 +166,12 @@ def cmd_import(args: argparse.Namespace) -> int:
     s = _settings(args)
     n = import_file(args.file, s.path, version=args.version, source=args.source,
                     include_removed=not args.drop_removed)
-    print(f"imported {n} records from {args.file} into {s.path}")
+    with Registry(s.path) as registry:
+        active = registry.info().record_count or 0
+    # Removed records are kept (so a later delta can say "removed"), but only active ones
+    # can ever be a verdict: say both, not a total a technician would misread.
+    print(f"imported {n} records from {args.file} into {s.path}: {active} active, "
+          f"{n - active} removed (never answered)")
     return 0
 
 
@@ -308,5 +313,29 @@ def _show(title: str, fields: dict[str, Any], as_json: bool) -> None:
     from rich.table import Table
     table = Table(title=title, show_header=False)
     for key, value in fields.items():
-        table.add_row(key, "" if value is None else str(value))
+        table.add_row(_LABELS.get(key, key.replace("_", " ")), _shown(value))
     Console().print(table)
+
+
+#: Words for a person in place of the JSON keys (``--json`` keeps the keys).
+_LABELS = {"path": "file", "exists": "installed", "record_count": "active records",
+           "signed_at": "signed", "expires_at": "expires", "imported_at": "installed at",
+           "last_attempt": "last sync attempt", "last_success": "last successful sync",
+           "last_result": "last sync result", "last_error": "last sync error",
+           "consecutive_failures": "failed syncs in a row", "healthy": "healthy",
+           "age": "age", "stale": "too old to answer"}
+
+
+def _shown(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, datetime):
+        return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    if isinstance(value, timedelta):
+        from appliance.statuspage import fmt_duration
+        return fmt_duration(value.total_seconds())
+    if isinstance(value, dict) and "message" in value:
+        return f"{value.get('message')} ({value.get('kind') or '?'}, {value.get('at') or '?'})"
+    return str(value)
