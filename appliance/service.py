@@ -6,8 +6,10 @@ callbacks run in the modem owner threads, so the per-SMS path has no thread hop:
     on_inbound:  record the PDU (committed) → reassemble → guard → respond → queue the
                  reply (committed) → poke the modem     … then the engine deletes it
     next_job:    the bank's policy claims the next reply from state.db
+    plan_encoded: a reply's parts, reference and PDUs committed before its first part leaves
     part_sent:   each ``+CMGS: mr`` recorded at once (a crash between parts is then known)
-    job_done:    sent, or retry / failed / hand to another modem by error class
+    job_done:    sent, or retry (on the same SIM, from the first unsent part) / failed /
+                 move to another SIM, by error class
 
 A failure after the inbound row is committed never blocks the SIM delete: the row stays
 ``new`` (or ``part``) and the periodic jobs answer it later; ``start()`` answers any such row
@@ -42,7 +44,7 @@ from .registry.status import sync_status
 from .responder import (
     Policy, RegistryState, Templates, limit_reply, load_templates, respond,
 )
-from .store import Job, Outbound, Store, StoredPart, SubmittedPart, db, write_txn
+from .store import Job, Outbound, PlanPart, Store, StoredPart, SubmittedPart, db, write_txn
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +98,8 @@ class Service:
         self.bank = Bank(self.store, [(m.name, SlotSettings(m.min_interval_s, m.hourly_cap,
                                                            m.daily_cap)) for m in enabled],
                          block_after_failures=rel.block_after_failures,
-                         block_cooldown_s=rel.block_cooldown_s, on_alarm=self.alarms.raise_,
+                         block_cooldown_s=rel.block_cooldown_s, move_after_s=rel.move_after_s,
+                         on_alarm=self.alarms.raise_,
                          on_clear=self.alarms.clear)
         self.modems: dict[str, Modem] = {}
         for m in enabled:
@@ -121,8 +124,8 @@ class Service:
         sent, resent = self.store.recover_after_crash()
         self.stats.update(crash_sent=sent, crash_resent=resent)
         if resent:
-            log.warning("%d repl(ies) were on the air when the unit stopped; sending them "
-                        "again (at-least-once)", resent)
+            log.warning("%d repl(ies) were on the air when the unit stopped; each resumes at "
+                        "its first unsent part", resent)
         self._answer_leftovers()
         for modem in self.modems.values():
             modem.start()
@@ -380,6 +383,9 @@ class Service:
             return None
         return self.bank.next_job(modem)
 
+    def plan_encoded(self, job: Job, parts: list[PlanPart]) -> Job:
+        return self.store.record_plan(job, parts)
+
     def part_sent(self, job: Job, part: SubmittedPart) -> None:
         self.store.record_parts(job, [part])
         self.bank.part_sent(job.modem, part.submitted_at)
@@ -414,36 +420,55 @@ class Service:
             return
         cls = classify(error)
         reason = str(error)
-        link_limit = LINK_FAILURES_PER_ATTEMPT * self.config.reliability.max_attempts
+        rel = self.config.reliability
+        if cls is not ErrorClass.LINK:
+            # Refused, so it never left (a link failure leaves a stored part to be asked
+            # about when the modem is back).
+            self.store.unstore_refused(job)
+        link_limit = LINK_FAILURES_PER_ATTEMPT * rel.max_attempts
         if cls is ErrorClass.LINK and self.store.link_failures(job.outbound_id) + 1 >= link_limit:
             # Every modem it met hung or vanished: something about this reply (or the whole
             # bank) is wrong. Stop and tell a technician rather than retry for ever.
             self.store.move(job.outbound_id, State.FAILED, last_error=reason,
                             link_failures=Outbound.link_failures + 1)
-            self.bank.send_failed(job.modem, modem_fault=False, reason=reason)
+            self.bank.send_failed(job.modem, modem_fault=False, reason=reason,
+                                  reply=job.outbound_id)
             self.alarms.raise_("reply_failed", f"reply {job.outbound_id} failed: {link_limit} "
                                f"timeouts or disconnects while sending; last: {reason}")
         elif cls is ErrorClass.LINK:
             # A hung or unplugged modem is not the reply's fault: the attempt is given back
-            # and the reply waits a moment (another modem takes it while this one is down).
+            # and the reply waits for its SIM to come back (another modem takes it at once
+            # if none of its parts has left, or after move_after_s).
             self.store.move(job.outbound_id, State.RETRY, last_error=reason,
                             attempts=Outbound.attempts - 1, next_attempt_at=now + 1.0,
                             link_failures=Outbound.link_failures + 1)
-            self.bank.send_failed(job.modem, modem_fault=False, reason=reason)
+            self.bank.send_failed(job.modem, modem_fault=False, reason=reason,
+                                  reply=job.outbound_id)
         elif cls is ErrorClass.MODEM:
             # Not the reply's fault: give it back without spending an attempt.
             self.store.move(job.outbound_id, State.QUEUED, last_error=reason,
                             attempts=Outbound.attempts - 1)
-            self.bank.send_failed(job.modem, modem_fault=True, reason=reason)
-        elif cls is ErrorClass.PERMANENT or job.attempt >= self.config.reliability.max_attempts:
+            self.bank.send_failed(job.modem, modem_fault=True, reason=reason,
+                                  reply=job.outbound_id)
+        elif cls is ErrorClass.PERMANENT or job.attempt >= rel.max_attempts:
             self.store.move(job.outbound_id, State.FAILED, last_error=reason)
-            self.bank.send_failed(job.modem, modem_fault=False, reason=reason)
+            self.bank.send_failed(job.modem, modem_fault=False, reason=reason,
+                                  reply=job.outbound_id)
             self.alarms.raise_("reply_failed", f"reply {job.outbound_id} failed after "
                                f"{job.attempt} attempt(s): {reason}")
         else:
+            # Temporary (congestion: +CMS ERROR 500, 38): again in seconds, on the same SIM,
+            # from the first unsent part. The streak restarts when a part got through.
+            streak = 1 if parts else job.sim_attempts + 1
+            if streak >= rel.attempts_per_sim:
+                self.store.release_plan(job.outbound_id, f"{streak} failed tries in a row on "
+                                        f"{job.modem}; last: {reason}")
+                streak = 0
             self.store.move(job.outbound_id, State.RETRY, last_error=reason,
-                            next_attempt_at=now + self.backoff.delay(job.attempt))
-            self.bank.send_failed(job.modem, modem_fault=False, reason=reason)
+                            sim_attempts=streak,
+                            next_attempt_at=now + self.backoff.delay(max(1, streak)))
+            self.bank.send_failed(job.modem, modem_fault=False, reason=reason,
+                                  reply=job.outbound_id)
         self._emit("failed", modem=job.modem, id=job.outbound_id, error=reason,
                    error_class=cls.value)
 
@@ -564,6 +589,7 @@ class Service:
                         "count": a.count} for a in self.alarms.active()],
             "alarms_total": dict(self.alarms.raised_total),
             "crash_resent": self.stats["crash_resent"],
+            "split_replies": self.store.split_count(),
         }
 
     def _emit(self, event: str, **data: Any) -> None:
