@@ -34,7 +34,9 @@ from .alarms import Alarms
 from .config import Config
 from .doctor import disk_alarm
 from .errors import ApplianceError, PduError
-from .guard import Guard
+from .cnic import parse_message
+from .guard import Guard, GuardVerdict
+from .inbound_age import AgeRules, judge_age
 from .modem import pdu as pdumod
 from .modem.bank import Bank, SlotSettings
 from .modem.engine import Modem, ModemSettings, ModemState, ModemStatus
@@ -117,6 +119,10 @@ class Service:
         self.health_check_s = health_check_s
         self.watchdog_grace_s = watchdog_grace_s
         self.stats = {"crash_resent": 0, "crash_sent": 0}
+        lim = config.limits
+        self.age_rules = AgeRules(history_margin_s=lim.history_margin_minutes * 60,
+                                  late_after_s=lim.late_after_minutes * 60)
+        self._first_start: dict[str, float] = {}   # modem -> first start on its SIM
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -241,9 +247,10 @@ class Service:
             return
         d: pdumod.Deliver = decoded
         concat = d.concat if d.concat is not None and d.concat.total > 1 else None
+        sent_at = d.timestamp.timestamp() if d.timestamp else None
         fields = dict(
             modem=modem, pdu_hash=key, pdu=pdu_hex, sender=d.sender, sender_type=d.sender_type,
-            text=d.text, sent_at=d.timestamp.timestamp() if d.timestamp else None,
+            text=d.text, sent_at=sent_at,
             concat_ref=concat.reference if concat else None,
             concat_total=concat.total if concat else None,
             concat_seq=concat.seq if concat else None,
@@ -267,7 +274,8 @@ class Service:
                 return
             try:
                 with db.atomic():  # a savepoint: if answering fails, the row still commits
-                    after = self._answer(modem, [iid], d.sender, d.sender_type, d.text)
+                    after = self._answer(modem, [iid], d.sender, d.sender_type, d.text,
+                                         sent_at=sent_at)
             except Exception:
                 # The row is committed; the leftovers job answers it. The SIM delete goes on.
                 log.exception("modem %s: answering inbound %d failed; will retry", modem, iid)
@@ -295,15 +303,25 @@ class Service:
             parts = [d for d in (pdumod.decode(r.pdu) for r in rows)
                      if isinstance(d, pdumod.Deliver)]
             merged = pdumod.join_parts(parts)
-            after = self._answer(modem, ids, sender, rows[0].sender_type, merged.text)
+            after = self._answer(modem, ids, sender, rows[0].sender_type, merged.text,
+                                 sent_at=min((r.sent_at for r in rows if r.sent_at),
+                                             default=None),
+                                 received_at=min(r.received_at for r in rows))
         after()
 
     def _answer(self, modem: str, ids: list[int], sender: str, sender_type: str | None,
-                text: str) -> Callable[[], None]:
+                text: str, *, sent_at: float | None = None,
+                received_at: float | None = None) -> Callable[[], None]:
         """Decide and queue the answer to inbound rows ``ids``, inside the caller's write
         transaction. Returns what to do once it has committed (events, waking a modem: a
         modem woken earlier would not see the reply yet)."""
-        verdict = self.guard.check(sender, sender_type, text)
+        age = judge_age(sent_at=sent_at, received_at=received_at or time.time(),
+                        first_start=self._first_start.get(modem),
+                        has_cnic=bool(parse_message(
+                            text or "", max_cnics=self.config.replies.max_cnics).cnics),
+                        rules=self.age_rules)
+        verdict = (GuardVerdict(False, age.reason, code=age.code) if age is not None
+                   else self.guard.check(sender, sender_type, text))
         if not verdict.answer:
             self.store.set_inbound_status(ids, "ignored", reason=verdict.reason)
             self.guard.record_ignored(sender, verdict, ids, modem, text)
@@ -332,9 +350,11 @@ class Service:
         return after
 
     def _answer_now(self, modem: str, ids: list[int], sender: str, sender_type: str | None,
-                    text: str) -> None:
+                    text: str, *, sent_at: float | None = None,
+                    received_at: float | None = None) -> None:
         with write_txn():
-            after = self._answer(modem, ids, sender, sender_type, text)
+            after = self._answer(modem, ids, sender, sender_type, text, sent_at=sent_at,
+                                 received_at=received_at)
         after()
 
     def _answer_leftovers(self) -> None:
@@ -347,7 +367,8 @@ class Service:
         for row in self.store.inbound_with_status("new", older_than=time.time() - 1):
             try:
                 self._answer_now(row.modem, [row.id], row.sender or "", row.sender_type,
-                                 row.text or "")
+                                 row.text or "", sent_at=row.sent_at,
+                                 received_at=row.received_at)
             except Exception:
                 log.exception("answering leftover inbound %d failed", row.id)
 
@@ -473,6 +494,8 @@ class Service:
                    error_class=cls.value)
 
     def on_status(self, status: ModemStatus) -> None:
+        if status.name not in self._first_start and status.identity:
+            self._first_start[status.name] = self._sim_first_start(status)
         self.bank.on_status(status)
         if status.state == ModemState.READY:
             self._down_since.pop(status.name, None)
@@ -482,6 +505,21 @@ class Service:
             # modem replugged by a technician, is not worth an SMS at 2 a.m.
             self._down_since.setdefault(status.name, time.monotonic())
         self._emit("modem", name=status.name, state=status.state)
+
+    def _sim_first_start(self, status: ModemStatus) -> float:
+        """When the unit first started on this SIM (by IMSI): what is older on it is the
+        SIM's history. A state.db from before this rule existed already answered from this
+        modem: its first message dates the start instead of this upgrade."""
+        key = f"sim_first_start:{status.identity.get('imsi') or status.name}"
+        with write_txn():
+            known = self.store.kv_get(key)
+            if known is not None:
+                return float(known)
+            first = self.store.first_received(status.name) or time.time()
+            self.store.kv_set(key, repr(first))
+        log.info("modem %s: first start on this SIM; older messages on it are not answered",
+                 status.name)
+        return first
 
     def on_balance(self, modem: str, amount: float | None, text: str) -> None:
         cfg = next((m for m in self.config.modems if m.name == modem), None)

@@ -638,6 +638,10 @@ class Store:
             .group_by(Outbound.status).tuples())  # type: ignore[arg-type]
         return {"inbound": inbound, "outbound": outbound}
 
+    def first_received(self, modem: str) -> float | None:
+        row = run_sql("SELECT MIN(received_at) FROM inbound WHERE modem = ?", (modem,)).fetchone()
+        return float(row[0]) if row and row[0] is not None else None
+
     def kv_get(self, key: str, default: str | None = None) -> str | None:
         row = KV.get_or_none(KV.key == key)
         return row.value if row is not None else default

@@ -3,9 +3,13 @@
 What the owner does, in order of importance:
 
 1. **Receive without loss.** ``+CMTI`` → ``AT+CMGR`` → decode → ``handler.on_inbound``
-   (which commits the message) → only then ``AT+CMGD``. A periodic ``AT+CMGL=4`` sweep (and
-   one at every (re)start) reads whatever a lost URC, a crash or a full SIM left behind.
-   The handler is idempotent on (modem, PDU hash), so both paths may see one message.
+   (which commits the message) → only then ``AT+CMGD``. Several notices at once (a burst, a
+   long SMS) are read with one ``AT+CMGL=4``, not one ``AT+CMGR`` each. Every few seconds
+   a cheap ``AT+CPMS?`` asks how many messages the SIM holds; a count that went up without
+   a notice (a lost ``+CMTI``) starts the same ``AT+CMGL`` read at once, so a lost notice
+   costs seconds, not a minute. A slower storage check (and one at every (re)start) reads
+   whatever a crash or a failed commit left behind. The handler is idempotent on
+   (modem, PDU hash), so two paths may see one message.
 2. **Send one reply at a time** (:class:`~appliance.modem.sender.Sender`), all its parts
    back to back, each recorded before the next (from modem memory by default).
 3. **Stay alive.** A timeout → ESC + resync; a dead port or a modem that no longer
@@ -60,6 +64,9 @@ class Modem:
         self._generation = 0
         self._session: ATSession | None = None
         self._pending_reads: list[tuple[str, int]] = []
+        # Messages the SIM held after the last full read (kept there because they could not
+        # be stored): a count above it means something arrived that no notice announced.
+        self._sim_baseline: int | None = None
         self._mem1 = settings.storage
         self._pin_rejected = False
         self.sender = Sender(settings, handler, self.log, concat_ref_start=concat_ref_start,
@@ -285,6 +292,7 @@ class Modem:
         now = time.monotonic()
         next_health = now + s.health_interval_s
         next_sweep = now + s.sweep_interval_s
+        next_check = now + s.idle_check_s if s.idle_check_s > 0 else float("inf")
         # First balance check shortly after start-up, then every balance_interval_minutes.
         next_balance = now + 5.0 if s.balance_ussd else float("inf")
         timeouts = 0
@@ -299,10 +307,17 @@ class Modem:
                 if now >= next_health:
                     next_health = now + s.health_interval_s
                     self._health(sess)
-                if now >= next_sweep or sess.memory_full:
+                if sess.memory_full:
                     sess.memory_full = False
                     next_sweep = now + s.sweep_interval_s
                     self._sweep(sess)
+                elif now >= next_sweep:
+                    next_sweep = now + s.sweep_interval_s
+                    next_check = now + s.idle_check_s if s.idle_check_s > 0 else float("inf")
+                    self._check_storage(sess, anything=True)
+                elif now >= next_check:
+                    next_check = now + s.idle_check_s
+                    self._check_storage(sess, anything=False)
                 if now >= next_balance:
                     next_balance = now + s.balance_interval_minutes * 60
                     self._check_balance(sess)
@@ -327,7 +342,7 @@ class Modem:
                 continue
             if sent or sess.urcs or self._pending_reads:
                 continue
-            item = sess.pump(timeout=min(1.0, max(0.0, min(next_health, next_sweep)
+            item = sess.pump(timeout=min(1.0, max(0.0, min(next_health, next_sweep, next_check)
                                                  - time.monotonic())))
             if item is None:
                 continue
@@ -373,6 +388,12 @@ class Modem:
         """Read up to ``limit`` announced messages; the loop then lets a reply go out, so a
         flood of inbound SMS does not hold every answer back until it has passed."""
         t = self.settings.command_timeout_s
+        burst = [r for r in self._pending_reads if r[0] == self._mem1]
+        if len(burst) > 1:
+            # A burst (or the parts of one long SMS): one AT+CMGL lists them all, instead of
+            # an AT+CMGR round trip each; each is still stored before it is deleted.
+            self._pending_reads = [r for r in self._pending_reads if r[0] != self._mem1]
+            self._sweep(sess)
         while self._pending_reads and limit > 0:
             limit -= 1
             mem, index = self._pending_reads.pop(0)
@@ -400,6 +421,39 @@ class Modem:
                 sess.run(f'AT+CPMS="{home}"', t)
                 self._mem1 = home
 
+    def _check_storage(self, sess: ATSession, *, anything: bool) -> None:
+        """The cheap check: ``AT+CPMS?`` (TS 27.005 §3.2.2) gives the used count of the
+        receive storage in one short answer. Read it all with ``AT+CMGL`` only when the
+        count says so: above what the last read left (a message no ``+CMTI`` announced),
+        or, when ``anything``, any message at all (what a failed commit left there)."""
+        used = self._storage_used(sess)
+        if used is None:  # no usable AT+CPMS? answer: fall back to reading
+            if anything:
+                self._sweep(sess)
+            return
+        baseline = self._sim_baseline if self._sim_baseline is not None else 0
+        if used > (0 if anything else baseline):
+            if not anything:
+                self.log.info("%d message(s) on the SIM that no +CMTI announced; reading",
+                              used - baseline)
+            self._sweep(sess)
+        elif used < baseline:
+            self._sim_baseline = used
+
+    def _storage_used(self, sess: ATSession) -> int | None:
+        try:
+            lines = sess.run("AT+CPMS?", self.settings.command_timeout_s)
+        except ModemCommandError:
+            return None
+        for line in lines:
+            m = CPMS.search(line)
+            if m:
+                used, total = int(m.group(2)), int(m.group(3))
+                if (used, total) != (self._status.sim_used, self._status.sim_total):
+                    self._set(sim_used=used, sim_total=total)
+                return used
+        return None
+
     def _sweep(self, sess: ATSession) -> None:
         """Read every stored message (``AT+CMGL=4``: all, PDU mode), persist, then delete
         each by index. Never ``AT+CMGD=1,4``: it would also delete what arrived after the
@@ -426,13 +480,8 @@ class Modem:
             sess.run(f"AT+CMGD={index}", t)
         if entries:
             self.log.info("sweep: %d stored message(s) read", len(entries))
-        try:
-            for line in sess.run("AT+CPMS?", t):
-                m = CPMS.search(line)
-                if m:
-                    self._set(sim_used=int(m.group(2)), sim_total=int(m.group(3)))
-        except ModemCommandError:
-            pass
+        # What stays (messages that could not be stored) is the new baseline of the check.
+        self._sim_baseline = self._storage_used(sess)
 
     def _deliver(self, pdu_hex: str, *, index: int | None) -> None:
         """Decode, hand to the handler (which persists), then delete from the SIM."""
