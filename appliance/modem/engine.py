@@ -388,6 +388,9 @@ class Modem:
         """Read up to ``limit`` announced messages; the loop then lets a reply go out, so a
         flood of inbound SMS does not hold every answer back until it has passed."""
         t = self.settings.command_timeout_s
+        if self._pending_reads:
+            sess.take_arrived()       # notices that came in the same breath join the burst
+            self._handle_urcs(sess)
         burst = [r for r in self._pending_reads if r[0] == self._mem1]
         if len(burst) > 1:
             # A burst (or the parts of one long SMS): one AT+CMGL lists them all, instead of
