@@ -166,6 +166,45 @@ def test_unplug_and_replug_mid_reply_leaves_no_orphan(
     assert state.splits == 0
 
 
+IDLE_WINDOW_S = 61.0   # one storage check, two health checks, twelve used-count checks
+
+
+def test_idle_at_traffic_of_the_used_count_check(
+        sim: Any, request: pytest.FixtureRequest, record_property: Any) -> None:
+    """What the cheap check costs: the AT traffic of one idle modem with the shipped
+    intervals (check 5 s, storage check 60 s, health 30 s), counted by the simulated modem
+    over a window and scaled to an hour; bytes both ways, answer sizes as this modem gives
+    them."""
+    from appliance.modem.engine import Modem, ModemSettings, ModemState
+    from tests.test_engine import Handler
+
+    sm = sim.modems[0]
+    m = Modem(ModemSettings(name=sm.name, port=sm.port), Handler())
+    m.start()
+    try:
+        assert wait_until(lambda: m.status().state == ModemState.READY, 10)
+        answer = m.call(lambda sess: sess.run("AT+CPMS?", 5.0)).result(10)
+        start = len(sm.commands())
+        began = time.monotonic()
+        pause = threading.Event()
+        pause.wait(IDLE_WINDOW_S)
+        window = time.monotonic() - began
+        seen = [c.upper() for c in sm.commands()[start:]]
+    finally:
+        m.stop()
+    per_hour = 3600.0 / window
+    checks = sum(c.endswith("+CPMS?") for c in seen)
+    reads = sum("CMGL" in c for c in seen)
+    check_bytes = len("AT+CPMS?\r") + sum(len(line) + 4 for line in answer) + len("\r\nOK\r\n")
+    show_figures(request, record_property, "idle_at_traffic", {
+        "window_s": window, "cpms_commands_per_h": round(checks * per_hour),
+        "cpms_bytes_per_h": round(checks * per_hour * check_bytes),
+        "bytes_per_cpms": check_bytes,
+        "all_commands_per_h": round(len(seen) * per_hour), "reads_in_window": reads})
+    assert checks >= int(window / 5.0) - 1, seen   # the check runs on an idle modem
+    assert reads == 0, "an empty SIM must not be read"
+
+
 #: What a second-hand SIM holds before the unit ever starts on it.
 OLD_SENDERS = [("Jazz", "Aap ka bundle khatam ho gaya. Dial *117# for offers"),
                ("Telenor", "Get 5GB for Rs. 99 only! Reply YES"),
