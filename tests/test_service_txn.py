@@ -26,7 +26,8 @@ from appliance.store import db
 
 from .conftest import FIRMWARE_CONFIG
 
-STAMP = datetime(2026, 11, 22, 9, 0, tzinfo=timezone.utc)
+#: Stamped now: an old stamp would make a message without a CNIC "late" (not answered).
+STAMP = datetime.now(timezone.utc).replace(microsecond=0)
 SENDER = "+923001234567"
 
 
