@@ -16,8 +16,8 @@ thread asks :meth:`Bank.next_job` when it is free. The policy, as the service is
 * a modem on which N replies in a row failed leaves the rotation for a cooldown; the next
   health report after the cooldown re-admits it. The streak is the modem's, not a reply's:
   one reply retried counts once, and any part that leaves ends the streak, so a congested
-  cell refusing 30 % of submissions does not rest a working modem. A credit-type failure (barring, no SMS
-  bundle) takes it out until a balance check or a technician clears it.
+  cell refusing 30 % of submissions does not rest a working modem. A credit-type failure
+  (barring, no SMS bundle) takes it out until a balance check or a technician clears it.
 """
 
 from __future__ import annotations
