@@ -18,6 +18,7 @@ dropped on a guess.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 
@@ -44,8 +45,9 @@ def _span(seconds: float) -> str:
 
 
 def judge_age(*, sent_at: float | None, received_at: float, first_start: float | None,
-              has_cnic: bool, rules: AgeRules) -> AgeVerdict | None:
-    """None: answer it as usual; else why not. Times are Unix seconds."""
+              has_cnic: bool | Callable[[], bool], rules: AgeRules) -> AgeVerdict | None:
+    """None: answer it as usual; else why not. Times are Unix seconds. ``has_cnic`` may be
+    a function, asked only for a late message (parsing every SMS twice costs CPU)."""
     if sent_at is None or sent_at > received_at + 300:
         return None  # no stamp, or a stamp from the future: nothing to judge by
     if first_start is not None and sent_at < first_start - rules.history_margin_s:
@@ -53,7 +55,7 @@ def judge_age(*, sent_at: float | None, received_at: float, first_start: float |
                           f"(sent {_span(first_start - sent_at)} before that): the SIM's "
                           "history, not a question to this service")
     delay = received_at - sent_at
-    if delay > rules.late_after_s and not has_cnic:
+    if delay > rules.late_after_s and not (has_cnic() if callable(has_cnic) else has_cnic):
         return AgeVerdict("late", f"arrived {_span(delay)} after it was sent and carries no "
                           "CNIC: not answered late")
     return None

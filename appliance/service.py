@@ -317,7 +317,7 @@ class Service:
         modem woken earlier would not see the reply yet)."""
         age = judge_age(sent_at=sent_at, received_at=received_at or time.time(),
                         first_start=self._first_start.get(modem),
-                        has_cnic=bool(parse_message(
+                        has_cnic=lambda: bool(parse_message(
                             text or "", max_cnics=self.config.replies.max_cnics).cnics),
                         rules=self.age_rules)
         verdict = (GuardVerdict(False, age.reason, code=age.code) if age is not None

@@ -385,8 +385,10 @@ class Modem:
                 self.log.debug("URC %s", urc.line)
 
     def _do_reads(self, sess: ATSession, limit: int = 4) -> None:
-        """Read up to ``limit`` announced messages; the loop then lets a reply go out, so a
-        flood of inbound SMS does not hold every answer back until it has passed."""
+        """Read the announced messages: several in the receive storage with one AT+CMGL
+        (what is on the SIM, a few dozen at most), otherwise up to ``limit`` with AT+CMGR;
+        the loop then lets a reply go out, so a flood of inbound SMS does not hold every
+        answer back until it has passed."""
         t = self.settings.command_timeout_s
         if self._pending_reads:
             sess.take_arrived()       # notices that came in the same breath join the burst
