@@ -43,6 +43,10 @@ from .session import ATSession, Stopping
 
 __all__ = ["Modem", "ModemHandler", "ModemSettings", "ModemState", "ModemStatus"]
 
+#: Inbound messages stored between two replies: enough to keep up with a burst, few enough
+#: that replies keep leaving (each store is a commit; 16 at once stalled a 3 s radio 0.5 s).
+READS_PER_TURN = 4
+
 #: URCs after which the SIM should be swept at once (vendor "storage full" signals).
 _FULL_URCS = frozenset({"^SMMEMFULL", "+CIEV", "+CMS ERROR"})
 
@@ -64,6 +68,9 @@ class Modem:
         self._generation = 0
         self._session: ATSession | None = None
         self._pending_reads: list[tuple[str, int]] = []
+        # Messages listed by the last AT+CMGL, still on the SIM, not yet stored: read a few
+        # per turn so that replies keep leaving during a burst.
+        self._listed: list[tuple[int, str]] = []
         # Messages the SIM held after the last full read (kept there because they could not
         # be stored): a count above it means something arrived that no notice announced.
         self._sim_baseline: int | None = None
@@ -317,7 +324,8 @@ class Modem:
                     self._check_storage(sess, anything=True)
                 elif now >= next_check:
                     next_check = now + s.idle_check_s
-                    self._check_storage(sess, anything=False)
+                    if not (self._pending_reads or self._listed):  # else: known, being read
+                        self._check_storage(sess, anything=False)
                 if now >= next_balance:
                     next_balance = now + s.balance_interval_minutes * 60
                     self._check_balance(sess)
@@ -340,7 +348,7 @@ class Modem:
                     raise ModemTimeout(f"modem {self.name} stopped answering; reopening") \
                         from exc
                 continue
-            if sent or sess.urcs or self._pending_reads:
+            if sent or sess.urcs or self._pending_reads or self._listed:
                 continue
             item = sess.pump(timeout=min(1.0, max(0.0, min(next_health, next_sweep, next_check)
                                                  - time.monotonic())))
@@ -384,7 +392,7 @@ class Modem:
             else:
                 self.log.debug("URC %s", urc.line)
 
-    def _do_reads(self, sess: ATSession, limit: int = 4) -> None:
+    def _do_reads(self, sess: ATSession, limit: int = READS_PER_TURN) -> None:
         """Read the announced messages: several in the receive storage with one AT+CMGL
         (what is on the SIM, a few dozen at most), otherwise up to ``limit`` with AT+CMGR;
         the loop then lets a reply go out, so a flood of inbound SMS does not hold every
@@ -393,12 +401,21 @@ class Modem:
         if self._pending_reads:
             sess.take_arrived()       # notices that came in the same breath join the burst
             self._handle_urcs(sess)
+        listed = {index for index, _ in self._listed}
+        # A listed message is still on the SIM, so its index cannot have been reused.
+        self._pending_reads = [r for r in self._pending_reads
+                               if not (r[0] == self._mem1 and r[1] in listed)]
         burst = [r for r in self._pending_reads if r[0] == self._mem1]
-        if len(burst) > 1:
+        if len(burst) > 1 and not self._listed:
             # A burst (or the parts of one long SMS): one AT+CMGL lists them all, instead of
             # an AT+CMGR round trip each; each is still stored before it is deleted.
             self._pending_reads = [r for r in self._pending_reads if r[0] != self._mem1]
-            self._sweep(sess)
+            self._sweep(sess, limit=limit)
+            return
+        while self._listed and limit > 0:
+            limit -= 1
+            index, pdu_hex = self._listed.pop(0)
+            self._deliver(pdu_hex, index=index)
         while self._pending_reads and limit > 0:
             limit -= 1
             mem, index = self._pending_reads.pop(0)
@@ -434,14 +451,14 @@ class Modem:
         used = self._storage_used(sess)
         if used is None:  # no usable AT+CPMS? answer: fall back to reading
             if anything:
-                self._sweep(sess)
+                self._sweep(sess, limit=READS_PER_TURN)
             return
         baseline = self._sim_baseline if self._sim_baseline is not None else 0
         if used > (0 if anything else baseline):
             if not anything:
                 self.log.info("%d message(s) on the SIM that no +CMTI announced; reading",
                               used - baseline)
-            self._sweep(sess)
+            self._sweep(sess, limit=READS_PER_TURN)
         elif used < baseline:
             self._sim_baseline = used
 
@@ -459,10 +476,11 @@ class Modem:
                 return used
         return None
 
-    def _sweep(self, sess: ATSession) -> None:
+    def _sweep(self, sess: ATSession, limit: int | None = None) -> None:
         """Read every stored message (``AT+CMGL=4``: all, PDU mode), persist, then delete
         each by index. Never ``AT+CMGD=1,4``: it would also delete what arrived after the
-        list was taken and before it was stored."""
+        list was taken and before it was stored. With ``limit``, only that many are stored
+        now and the rest wait in ``_listed`` (still on the SIM) for the next turns."""
         t = self.settings.command_timeout_s
         lines = sess.run("AT+CMGL=4", max(t, 30.0))
         entries: list[tuple[int, str]] = []
@@ -479,14 +497,19 @@ class Modem:
                 # Our own leftovers (a CMSS that timed out, a write whose +CMGW: index was
                 # lost in a crash): resolved at start-up already, so never sent from here.
                 leftovers.append(int(m.group(1)))
-        for index, pdu_hex in entries:
+        now = entries if limit is None else entries[:limit]
+        # A fresh list replaces the old one: an index listed before may since have been
+        # deleted and reused by a new message, which only this list shows as it is.
+        self._listed = entries[len(now):]
+        for index, pdu_hex in now:
             self._deliver(pdu_hex, index=index)
         for index in leftovers:
             sess.run(f"AT+CMGD={index}", t)
         if entries:
-            self.log.info("sweep: %d stored message(s) read", len(entries))
+            self.log.info("sweep: %d stored message(s) listed", len(entries))
         # What stays (messages that could not be stored) is the new baseline of the check.
-        self._sim_baseline = self._storage_used(sess)
+        used = self._storage_used(sess)
+        self._sim_baseline = None if used is None else max(0, used - len(self._listed))
 
     def _deliver(self, pdu_hex: str, *, index: int | None) -> None:
         """Decode, hand to the handler (which persists), then delete from the SIM."""
