@@ -125,3 +125,40 @@ def test_a_burst_waits_for_its_commit_before_any_delete(sim: Any) -> None:
     finally:
         handler.hold.set()
         m.stop()
+
+
+def test_a_long_burst_lets_replies_out_between_reads(sim: Any) -> None:
+    """Six notices at once: one AT+CMGL lists them, four are stored and deleted, then the
+    waiting reply goes out, then the other two (still on the SIM meanwhile)."""
+    from tests.test_engine import job
+
+    sm = sim.modems[0]
+    handler = Handler()
+    m = Modem(settings(sm, sweep_interval_s=3600.0, idle_check_s=0.0), handler)
+    m.start()
+    try:
+        assert wait_until(lambda: m.status().state == ModemState.READY, 10)
+        release = threading.Event()
+        holding = threading.Event()
+
+        def hold(sess: ATSession) -> None:
+            holding.set()
+            release.wait(10)
+            assert wait_until(lambda: sess.take_arrived() or len(sess.urcs) >= 6, 5)
+        done = m.call(hold)
+        assert holding.wait(5)
+        for i in range(6):
+            sim.citizen_send(f"+92300765434{i}", 0, f"long burst {i}")
+        assert wait_until(lambda: len(sm.stored()) == 6, 5)
+        handler.jobs.append(job("a reply"))
+        start = len(sm.commands())
+        release.set()
+        done.result(5)
+        assert wait_until(lambda: len(handler.texts()) == 6 and len(handler.done) == 1, 10)
+        assert wait_until(lambda: not sm.stored(), 5)
+        seen = commands_since(sm, start)
+        assert sum("CMGL" in c for c in seen) == 1, seen
+        first_send = next(i for i, c in enumerate(seen) if "CMSS" in c)
+        assert sum("CMGD" in c for c in seen[:first_send]) == 4, seen
+    finally:
+        m.stop()
