@@ -123,6 +123,7 @@ class Service:
         self.age_rules = AgeRules(history_margin_s=lim.history_margin_minutes * 60,
                                   late_after_s=lim.late_after_minutes * 60)
         self._first_start: dict[str, float] = {}   # modem -> first start on its SIM
+        self._first_sim: dict[str, str] = {}       # modem -> the SIM (IMSI) that date is of
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -494,8 +495,11 @@ class Service:
                    error_class=cls.value)
 
     def on_status(self, status: ModemStatus) -> None:
-        if status.name not in self._first_start and status.identity:
+        sim = (status.identity.get("imsi") or status.name) if status.identity else None
+        if sim is not None and self._first_sim.get(status.name) != sim:
+            # A new modem, or a SIM swapped in while the unit ran (its IMSI changed).
             self._first_start[status.name] = self._sim_first_start(status)
+            self._first_sim[status.name] = sim
         self.bank.on_status(status)
         if status.state == ModemState.READY:
             self._down_since.pop(status.name, None)
@@ -508,14 +512,16 @@ class Service:
 
     def _sim_first_start(self, status: ModemStatus) -> float:
         """When the unit first started on this SIM (by IMSI): what is older on it is the
-        SIM's history. A state.db from before this rule existed already answered from this
-        modem: its first message dates the start instead of this upgrade."""
-        key = f"sim_first_start:{status.identity.get('imsi') or status.name}"
+        SIM's history. A state.db from before this rule existed (no SIM dated yet) already
+        answered from this modem: its first message dates the start, not this upgrade."""
+        prefix = "sim_first_start:"
+        key = f"{prefix}{status.identity.get('imsi') or status.name}"
         with write_txn():
             known = self.store.kv_get(key)
             if known is not None:
                 return float(known)
-            first = self.store.first_received(status.name) or time.time()
+            upgrade = not self.store.kv_keys(prefix)
+            first = (self.store.first_received(status.name) if upgrade else None) or time.time()
             self.store.kv_set(key, repr(first))
         log.info("modem %s: first start on this SIM; older messages on it are not answered",
                  status.name)

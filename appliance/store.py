@@ -646,6 +646,10 @@ class Store:
         row = KV.get_or_none(KV.key == key)
         return row.value if row is not None else default
 
+    def kv_keys(self, prefix: str) -> list[str]:
+        return [k for (k,) in run_sql("SELECT key FROM kv WHERE key >= ? AND key < ?",
+                                      (prefix, prefix + "\uffff"))]
+
     def kv_set(self, key: str, value: str) -> None:
         KV.insert(key=key, value=value).on_conflict_replace().execute()
 
