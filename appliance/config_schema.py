@@ -237,8 +237,12 @@ class ModemConfig:
                              "TS 23.040 §9.2.3.24.8)")
     validity_hours: int = key(24, doc="validity period of sent messages, 0 = not set", unit=_HOURS,
                               bounds=(0, MAX_VALIDITY_HOURS))
-    sweep_interval_s: float = key(60.0, doc="AT+CMGL sweep interval to catch a lost +CMTI",
+    sweep_interval_s: float = key(60.0, doc="interval of the storage check that reads "
+                                  "whatever is left on the SIM (AT+CPMS?, then AT+CMGL)",
                                   unit=_SECONDS, bounds=(5, 3600))
+    idle_check_s: float = key(5.0, doc="interval of the cheap check (AT+CPMS? used count) "
+                              "that finds messages no +CMTI announced, 0 = off",
+                              unit=_SECONDS, bounds=(0, 3600))
     health_interval_s: float = key(30.0, doc="health check interval (AT, AT+CSQ, AT+CREG?)",
                                    unit=_SECONDS, bounds=(5, 3600))
     balance_ussd: str = key("", doc='USSD code that answers with the balance, "" = off',
@@ -322,18 +326,35 @@ class LimitsConfig:
                                     bounds=(1, 86_400))
     reassembly_timeout_s: float = key(120.0, doc="wait for the missing parts of a long SMS",
                                       unit=_SECONDS, bounds=(10, 86_400))
+    history_margin_minutes: float = key(
+        10.0, doc="a message sent more than this before the unit first started on its SIM "
+        "is the SIM's history: recorded, never answered", unit=_MINUTES, bounds=(0, 525_600))
+    late_after_minutes: float = key(
+        60.0, doc="a message reaching the unit more than this after it was sent is answered "
+        "only if it carries a CNIC", unit=_MINUTES, bounds=(1, 525_600))
 
 
 @dataclass(frozen=True)
 class ReliabilityConfig:
     """[reliability]: how failed sends are retried and failing modems rested."""
 
-    max_attempts: int = key(5, doc="send attempts before a reply is marked failed", bounds=(1, 100))
-    retry_base_s: float = key(30.0, doc="first retry delay (doubles each time)", unit=_SECONDS,
+    # Operators answer +CMS ERROR 500/38 (congestion, network out of order) to a burst and
+    # accept the same PDU seconds later: retries start at 1 s and double (1, 2, 4 … 60 s),
+    # so a reply is complete in seconds rather than after a 30 s wait per refused part.
+    max_attempts: int = key(20, doc="send attempts (all SIMs) before a reply is marked failed",
+                            bounds=(1, 1000))
+    retry_base_s: float = key(1.0, doc="first retry delay (doubles each time)", unit=_SECONDS,
                               bounds=(1, 86_400))
-    retry_max_s: float = key(1800.0, doc="longest retry delay", unit=_SECONDS, bounds=(1, 86_400))
-    block_after_failures: int = key(5, doc="consecutive failures that rest a modem",
-                                    bounds=(1, 1000))
+    retry_max_s: float = key(60.0, doc="longest retry delay", unit=_SECONDS, bounds=(1, 86_400))
+    # A reply encoded for one SIM stays there: moving it means a new reference, and a part
+    # that already left becomes an orphan on the citizen's phone.
+    attempts_per_sim: int = key(8, doc="failed tries in a row (no part leaving) before a "
+                                "reply moves to another SIM", bounds=(1, 1000))
+    move_after_s: float = key(120.0, doc="a reply waits this long for its SIM to come back "
+                              "before it moves to another SIM", unit=_SECONDS,
+                              bounds=(0, 86_400))
+    block_after_failures: int = key(5, doc="replies failing in a row on a modem (each counted "
+                                    "once) that rest it", bounds=(1, 1000))
     block_cooldown_s: float = key(600.0, doc="rest time of a blocked modem", unit=_SECONDS,
                                   bounds=(0, 86_400))
 

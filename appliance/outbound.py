@@ -6,14 +6,18 @@ A reply moves through::
       ▲           │  │        └───► failed      (a permanent delivery report)
       │           │  └──► retry ──► sending   (temporary error, after a backoff)
       └───────────┘             └─► failed    (attempt limit reached)
-    (crash or modem lost mid-send: back to queued, sent again whole)
+    (crash or modem lost mid-send: back to queued, resumed at its first unsent part)
 
 Every move goes through :func:`check_move`; an illegal one raises, so a bug cannot quietly
 park a citizen's answer in a state nothing ever looks at.
 
-Delivery is **at least once**: a reply whose parts were on the air when the process died
-has no recorded message reference, so it is sent again after restart. The citizen may get
-it twice; never zero times. Such resends are counted (``Outbound.resends``).
+A reply is encoded once (its parts, reference and PDUs persisted, see
+:meth:`appliance.store.Store.record_plan`) and every retry or resumption sends the parts not
+yet sent, byte for byte, from the same SIM: the phone joins them to the parts it holds.
+Delivery is **at least once** per part: a part on the air when the process died with no
+recorded message reference (``AT+CMGS``) is sent again; the phone shows one message. Such
+resumptions are counted (``Outbound.resends``), moves to another SIM after a part had left
+too (``Outbound.splits``).
 """
 
 from __future__ import annotations

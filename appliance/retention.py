@@ -85,6 +85,7 @@ RETENTION: tuple[TableRetention, ...] = (
         "outbound",
         {"recipient": Redact.NUMBER, "text": Redact.ERASE, "kind": Redact.KEEP,
          "preferred_modem": Redact.KEEP, "modem": Redact.KEEP, "status": Redact.KEEP,
+         "plan_modem": Redact.KEEP,
          "last_error": Redact.ERASE},
         # A sent reply still takes its delivery report, which is matched by (modem, TP-MR)
         # on its parts, never by recipient or text.

@@ -6,8 +6,10 @@ callbacks run in the modem owner threads, so the per-SMS path has no thread hop:
     on_inbound:  record the PDU (committed) → reassemble → guard → respond → queue the
                  reply (committed) → poke the modem     … then the engine deletes it
     next_job:    the bank's policy claims the next reply from state.db
+    plan_encoded: a reply's parts, reference and PDUs committed before its first part leaves
     part_sent:   each ``+CMGS: mr`` recorded at once (a crash between parts is then known)
-    job_done:    sent, or retry / failed / hand to another modem by error class
+    job_done:    sent, or retry (on the same SIM, from the first unsent part) / failed /
+                 move to another SIM, by error class
 
 A failure after the inbound row is committed never blocks the SIM delete: the row stays
 ``new`` (or ``part``) and the periodic jobs answer it later; ``start()`` answers any such row
@@ -35,8 +37,9 @@ from .control import ControlServer, socket_path as control_socket_path
 from .credentials import redact_tree
 from .doctor import disk_alarm
 from .errors import ApplianceError, ConfigError, PduError
-from .guard import VERDICT_KINDS, Guard
+from .guard import VERDICT_KINDS, Guard, GuardVerdict
 from .history import History, counts_since, sample
+from .inbound_age import AgeRules, judge_age
 from .modem import pdu as pdumod
 from .modem.bank import Bank, SlotSettings
 from .modem.engine import Modem, ModemSettings, ModemState, ModemStatus
@@ -47,7 +50,7 @@ from .responder import (
     Policy, RegistryState, Templates, limit_reply, load_templates, respond,
 )
 from .service_requests import ServiceRequests
-from .store import Job, Outbound, Store, StoredPart, SubmittedPart, db, write_txn
+from .store import Job, Outbound, PlanPart, Store, StoredPart, SubmittedPart, db, write_txn
 from .wording import plural
 
 if TYPE_CHECKING:  # the fleet link loads paho, so only when it is enabled
@@ -125,7 +128,8 @@ class Service:
         self.bank = Bank(self.store, [(m.name, SlotSettings(m.min_interval_s, m.hourly_cap,
                                                            m.daily_cap)) for m in enabled],
                          block_after_failures=rel.block_after_failures,
-                         block_cooldown_s=rel.block_cooldown_s, on_alarm=self.alarms.raise_,
+                         block_cooldown_s=rel.block_cooldown_s, move_after_s=rel.move_after_s,
+                         on_alarm=self.alarms.raise_,
                          on_clear=self.alarms.clear)
         self.modems: dict[str, Modem] = {}
         for m in enabled:
@@ -143,6 +147,11 @@ class Service:
         self.health_check_s = health_check_s
         self.watchdog_grace_s = watchdog_grace_s
         self.stats = {"crash_resent": 0, "crash_sent": 0}
+        lim = config.limits
+        self.age_rules = AgeRules(history_margin_s=lim.history_margin_minutes * 60,
+                                  late_after_s=lim.late_after_minutes * 60)
+        self._first_start: dict[str, float] = {}   # modem -> first start on its SIM
+        self._first_sim: dict[str, str] = {}       # modem -> the SIM (IMSI) that date is of
         self.registry_scheduler: RegistryScheduler | None = None
         # The fleet link (docs/fleet.md), off by default; paho is not even imported then.
         self.fleet: FleetLink | None = None
@@ -160,9 +169,8 @@ class Service:
         sent, resent = self.store.recover_after_crash()
         self.stats.update(crash_sent=sent, crash_resent=resent)
         if resent:
-            log.warning("%s on the air when the unit stopped; sending %s again "
-                        "(at-least-once)", plural(resent, "reply was", "replies were"),
-                        "it" if resent == 1 else "them")
+            log.warning("%s on the air when the unit stopped; each resumes at its "
+                        "first unsent part", plural(resent, "reply was", "replies were"))
         self._answer_leftovers()
         for modem in self.modems.values():
             modem.start()
@@ -308,9 +316,10 @@ class Service:
             return
         d: pdumod.Deliver = decoded
         concat = d.concat if d.concat is not None and d.concat.total > 1 else None
+        sent_at = d.timestamp.timestamp() if d.timestamp else None
         fields = dict(
             modem=modem, pdu_hash=key, pdu=pdu_hex, sender=d.sender, sender_type=d.sender_type,
-            text=d.text, sent_at=d.timestamp.timestamp() if d.timestamp else None,
+            text=d.text, sent_at=sent_at,
             concat_ref=concat.reference if concat else None,
             concat_total=concat.total if concat else None,
             concat_seq=concat.seq if concat else None,
@@ -334,7 +343,8 @@ class Service:
                 return
             try:
                 with db.atomic():  # a savepoint: if answering fails, the row still commits
-                    after = self._answer(modem, [iid], d.sender, d.sender_type, d.text)
+                    after = self._answer(modem, [iid], d.sender, d.sender_type, d.text,
+                                         sent_at=sent_at)
             except Exception:
                 # The row is committed; the leftovers job answers it. The SIM delete goes on.
                 log.exception("modem %s: answering inbound %d failed; will retry", modem, iid)
@@ -362,15 +372,25 @@ class Service:
             parts = [d for d in (pdumod.decode(r.pdu) for r in rows)
                      if isinstance(d, pdumod.Deliver)]
             merged = pdumod.join_parts(parts)
-            after = self._answer(modem, ids, sender, rows[0].sender_type, merged.text)
+            after = self._answer(modem, ids, sender, rows[0].sender_type, merged.text,
+                                 sent_at=min((r.sent_at for r in rows if r.sent_at),
+                                             default=None),
+                                 received_at=min(r.received_at for r in rows))
         after()
 
     def _answer(self, modem: str, ids: list[int], sender: str, sender_type: str | None,
-                text: str) -> Callable[[], None]:
+                text: str, *, sent_at: float | None = None,
+                received_at: float | None = None) -> Callable[[], None]:
         """Decide and queue the answer to inbound rows ``ids``, inside the caller's write
         transaction. Returns what to do once it has committed (events, waking a modem: a
         modem woken earlier would not see the reply yet)."""
-        verdict = self.guard.check(sender, sender_type, text)
+        age = judge_age(sent_at=sent_at, received_at=received_at or time.time(),
+                        first_start=self._first_start.get(modem),
+                        has_cnic=lambda: bool(parse_message(
+                            text or "", max_cnics=self.config.replies.max_cnics).cnics),
+                        rules=self.age_rules)
+        verdict = (GuardVerdict(False, age.reason, code=age.code) if age is not None
+                   else self.guard.check(sender, sender_type, text))
         if not verdict.answer:
             self.store.set_inbound_status(ids, "ignored", reason=verdict.reason)
             self.guard.record_ignored(sender, verdict, ids, modem, text)
@@ -420,9 +440,11 @@ class Service:
         return [self.guard.audit.cnic_hash(c) for c in asked]
 
     def _answer_now(self, modem: str, ids: list[int], sender: str, sender_type: str | None,
-                    text: str) -> None:
+                    text: str, *, sent_at: float | None = None,
+                    received_at: float | None = None) -> None:
         with write_txn():
-            after = self._answer(modem, ids, sender, sender_type, text)
+            after = self._answer(modem, ids, sender, sender_type, text, sent_at=sent_at,
+                                 received_at=received_at)
         after()
 
     def _answer_leftovers(self) -> None:
@@ -436,7 +458,8 @@ class Service:
         for row in self.store.inbound_with_status("new", older_than=time.time() - 1):
             try:
                 self._answer_now(row.modem, [row.id], row.sender or "", row.sender_type,
-                                 row.text or "")
+                                 row.text or "", sent_at=row.sent_at,
+                                 received_at=row.received_at)
             except Exception:
                 log.exception("answering leftover inbound %d failed", row.id)
 
@@ -484,6 +507,9 @@ class Service:
             return None
         return self.bank.next_job(modem)
 
+    def plan_encoded(self, job: Job, parts: list[PlanPart]) -> Job:
+        return self.store.record_plan(job, parts)
+
     def part_sent(self, job: Job, part: SubmittedPart) -> None:
         self.store.record_parts(job, [part])
         self.bank.part_sent(job.modem, part.submitted_at)
@@ -519,36 +545,55 @@ class Service:
             return
         cls = classify(error)
         reason = str(error)
-        link_limit = LINK_FAILURES_PER_ATTEMPT * self.config.reliability.max_attempts
+        rel = self.config.reliability
+        if cls is not ErrorClass.LINK:
+            # Refused, so it never left (a link failure leaves a stored part to be asked
+            # about when the modem is back).
+            self.store.unstore_refused(job)
+        link_limit = LINK_FAILURES_PER_ATTEMPT * rel.max_attempts
         if cls is ErrorClass.LINK and self.store.link_failures(job.outbound_id) + 1 >= link_limit:
             # Every modem it met hung or vanished: something about this reply (or the whole
             # bank) is wrong. Stop and tell a technician rather than retry for ever.
             self.store.move(job.outbound_id, State.FAILED, last_error=reason,
                             link_failures=Outbound.link_failures + 1)
-            self.bank.send_failed(job.modem, modem_fault=False, reason=reason)
+            self.bank.send_failed(job.modem, modem_fault=False, reason=reason,
+                                  reply=job.outbound_id)
             self.alarms.raise_("reply_failed", f"reply {job.outbound_id} failed: {link_limit} "
                                f"timeouts or disconnects while sending; last: {reason}")
         elif cls is ErrorClass.LINK:
             # A hung or unplugged modem is not the reply's fault: the attempt is given back
-            # and the reply waits a moment (another modem takes it while this one is down).
+            # and the reply waits for its SIM to come back (another modem takes it at once
+            # if none of its parts has left, or after move_after_s).
             self.store.move(job.outbound_id, State.RETRY, last_error=reason,
                             attempts=Outbound.attempts - 1, next_attempt_at=now + 1.0,
                             link_failures=Outbound.link_failures + 1)
-            self.bank.send_failed(job.modem, modem_fault=False, reason=reason)
+            self.bank.send_failed(job.modem, modem_fault=False, reason=reason,
+                                  reply=job.outbound_id)
         elif cls is ErrorClass.MODEM:
             # Not the reply's fault: give it back without spending an attempt.
             self.store.move(job.outbound_id, State.QUEUED, last_error=reason,
                             attempts=Outbound.attempts - 1)
-            self.bank.send_failed(job.modem, modem_fault=True, reason=reason)
-        elif cls is ErrorClass.PERMANENT or job.attempt >= self.config.reliability.max_attempts:
+            self.bank.send_failed(job.modem, modem_fault=True, reason=reason,
+                                  reply=job.outbound_id)
+        elif cls is ErrorClass.PERMANENT or job.attempt >= rel.max_attempts:
             self.store.move(job.outbound_id, State.FAILED, last_error=reason)
-            self.bank.send_failed(job.modem, modem_fault=False, reason=reason)
+            self.bank.send_failed(job.modem, modem_fault=False, reason=reason,
+                                  reply=job.outbound_id)
             self.alarms.raise_("reply_failed", f"reply {job.outbound_id} failed after "
                                f"{plural(job.attempt, 'attempt', 'attempts')}: {reason}")
         else:
+            # Temporary (congestion: +CMS ERROR 500, 38): again in seconds, on the same SIM,
+            # from the first unsent part. The streak restarts when a part got through.
+            streak = 1 if parts else job.sim_attempts + 1
+            if streak >= rel.attempts_per_sim:
+                self.store.release_plan(job.outbound_id, f"{streak} failed tries in a row on "
+                                        f"{job.modem}; last: {reason}")
+                streak = 0
             self.store.move(job.outbound_id, State.RETRY, last_error=reason,
-                            next_attempt_at=now + self.backoff.delay(job.attempt))
-            self.bank.send_failed(job.modem, modem_fault=False, reason=reason)
+                            sim_attempts=streak,
+                            next_attempt_at=now + self.backoff.delay(max(1, streak)))
+            self.bank.send_failed(job.modem, modem_fault=False, reason=reason,
+                                  reply=job.outbound_id)
         self._journal_reply(job, None, len(parts), reason)
         self._emit("failed", modem=job.modem, id=job.outbound_id, error=reason,
                    error_class=cls.value)
@@ -571,6 +616,11 @@ class Service:
             log.exception("reply %d: journal line failed", job.outbound_id)
 
     def on_status(self, status: ModemStatus) -> None:
+        sim = (status.identity.get("imsi") or status.name) if status.identity else None
+        if sim is not None and self._first_sim.get(status.name) != sim:
+            # A new modem, or a SIM swapped in while the unit ran (its IMSI changed).
+            self._first_start[status.name] = self._sim_first_start(status)
+            self._first_sim[status.name] = sim
         self.bank.on_status(status)
         if status.state == ModemState.READY:
             self._down_since.pop(status.name, None)
@@ -580,6 +630,23 @@ class Service:
             # modem replugged by a technician, is not worth an SMS at 2 a.m.
             self._down_since.setdefault(status.name, time.monotonic())
         self._emit("modem", name=status.name, state=status.state)
+
+    def _sim_first_start(self, status: ModemStatus) -> float:
+        """When the unit first started on this SIM (by IMSI): what is older on it is the
+        SIM's history. A state.db from before this rule existed (no SIM dated yet) already
+        answered from this modem: its first message dates the start, not this upgrade."""
+        prefix = "sim_first_start:"
+        key = f"{prefix}{status.identity.get('imsi') or status.name}"
+        with write_txn():
+            known = self.store.kv_get(key)
+            if known is not None:
+                return float(known)
+            upgrade = not self.store.kv_keys(prefix)
+            first = (self.store.first_received(status.name) if upgrade else None) or time.time()
+            self.store.kv_set(key, repr(first))
+        log.info("modem %s: first start on this SIM; older messages on it are not answered",
+                 status.name)
+        return first
 
     def on_balance(self, modem: str, amount: float | None, text: str) -> None:
         cfg = next((m for m in self.config.modems if m.name == modem), None)
@@ -725,6 +792,7 @@ class Service:
             "replies_total": replies,
             "crash_resent": self.stats["crash_resent"],
             "fleet": self.fleet.status() if self.fleet is not None else None,
+            "split_replies": self.store.split_count(),
         }
 
     def _emit(self, event: str, **data: Any) -> None:

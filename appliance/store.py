@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -126,7 +126,7 @@ class Outbound(_Base):
     modem = pw.CharField(null=True)
     status = pw.CharField(default=State.QUEUED.value)
     attempts = pw.IntegerField(default=0)
-    resends = pw.IntegerField(default=0)        # whole resends after a crash mid-send
+    resends = pw.IntegerField(default=0)        # resumed after a crash mid-send
     link_failures = pw.IntegerField(default=0)  # timeouts / unplugs (attempts given back)
     parts = pw.IntegerField(default=1)
     next_attempt_at = pw.FloatField(default=0.0)
@@ -136,13 +136,23 @@ class Outbound(_Base):
     sent_at = pw.FloatField(null=True)
     delivered_at = pw.FloatField(null=True)
     last_error = pw.TextField(null=True)
+    # The reply's encoding ("plan"): its parts, reference and PDUs are Part rows with
+    # attempt = plan, fixed when first encoded for plan_modem and resumed there after any
+    # fault; re-encoded (a new plan, a new reference) only when it moves to another SIM.
+    plan = pw.IntegerField(default=0, constraints=[pw.SQL("DEFAULT 0")])
+    plan_modem = pw.CharField(null=True)
+    # failed tries on plan_modem since a part last left
+    sim_attempts = pw.IntegerField(default=0, constraints=[pw.SQL("DEFAULT 0")])
+    # moves after a part had left: an orphan part on a citizen's phone
+    splits = pw.IntegerField(default=0, constraints=[pw.SQL("DEFAULT 0")])
 
     class Meta:
         indexes = ((("status", "preferred_modem", "id"), False),)
 
 
 class Part(_Base):
-    """One submitted PDU of one attempt of a reply; ``mr`` is the TP-MR from ``+CMGS: mr``."""
+    """One PDU of one encoding (``attempt`` = ``Outbound.plan``) of a reply; ``mr`` is the
+    TP-MR from ``+CMGS: mr`` / ``+CMSS: mr``."""
 
     id = pw.AutoField()
 
@@ -153,12 +163,13 @@ class Part(_Base):
     modem = pw.CharField()
     concat_ref = pw.IntegerField(null=True)
     mr = pw.IntegerField(null=True)
-    # stored (written to the modem's memory, AT+CMSS not yet answered) | sent | unsent
-    # (found unsent after a crash) | delivered | failed
+    # pending (encoded, not yet handed to the modem) | stored (written to the modem's
+    # memory, AT+CMSS not yet answered) | sent | delivered | failed | abandoned (its reply
+    # moved to another SIM before this part left) | unsent (older releases: as pending)
     status = pw.CharField(default="sent")
     storage_index = pw.IntegerField(null=True)  # AT+CMGW index while stored
-    pdu = pw.TextField(null=True)               # as written, to recognise it after a crash
-    submitted_at = pw.FloatField()
+    pdu = pw.TextField(null=True)               # the PDU, fixed at encoding; sent as is
+    submitted_at = pw.FloatField()              # encoding time until it is handed over
     report_status = pw.IntegerField(null=True)
     report_at = pw.FloatField(null=True)
 
@@ -176,15 +187,41 @@ class KV(_Base):
 MODELS: list[type[pw.Model]] = [Inbound, Outbound, Part, KV]
 
 
+#: Part states that still wait for the radio (sent again as they are, same PDU).
+UNSENT_PARTS = ("pending", "unsent")
+#: Part states of a part that reached (or may have reached) the network.
+LEFT_PARTS = ("stored", "sent", "delivered", "failed")
+
+
+@dataclass(frozen=True)
+class PlanPart:
+    """One part of a reply's encoding, as persisted: sent byte for byte as it is."""
+
+    seq: int
+    total: int
+    concat_ref: int | None
+    pdu: str
+    status: str = "pending"
+
+    @property
+    def tpdu_length(self) -> int:
+        """Octets after the SMSC prefix: what AT+CMGS/AT+CMGW want (TS 27.005 §3.5.1)."""
+        return len(self.pdu) // 2 - 1 - int(self.pdu[:2], 16)
+
+
 @dataclass(frozen=True)
 class Job:
-    """A reply claimed by one modem's owner thread."""
+    """A reply claimed by one modem's owner thread; ``parts`` is its encoding for this
+    modem (empty: not encoded yet, the sender encodes it and persists the plan first)."""
 
     outbound_id: int
     recipient: str
     text: str
     attempt: int
     modem: str
+    plan: int = 0
+    parts: tuple[PlanPart, ...] = ()
+    sim_attempts: int = 0
 
 
 @dataclass(frozen=True)
@@ -219,6 +256,7 @@ class Store:
             db.init(str(self.path), pragmas=PRAGMAS)
             db.connect(reuse_if_open=True)
             db.create_tables(MODELS, safe=True)
+            _add_missing_columns(Outbound)
         except pw.PeeweeException as exc:
             raise StoreError(f"cannot open message store {self.path}: {exc}") from exc
         except Exception as exc:  # sqlite3.DatabaseError: file is not a database, disk I/O
@@ -307,42 +345,134 @@ class Store:
         return oid
 
     def claim_next(self, modem: str, *, others_unavailable: Sequence[str] = (),
+                   long_down: Sequence[str] = (), alone: bool = False,
                    steal_after: float | None = None) -> Job | None:
-        """Claim the next reply for ``modem``: its own first, then orphans of unavailable
-        modems, then (after ``steal_after`` seconds of waiting) anybody's."""
+        """Claim the next reply for ``modem``.
+
+        A reply encoded for a SIM (``plan_modem``) is that SIM's: it resumes there, first
+        of all. Another modem takes it only when its SIM is unavailable and no part of it
+        has left (re-encoded whole, nothing orphaned), or when its SIM has been unavailable
+        for longer than the move limit (``long_down``: a split, counted). A reply not
+        encoded yet: ``modem``'s own first, then orphans of unavailable modems, then (after
+        ``steal_after`` seconds of waiting) anybody's; a reply whose SIM gave up on it goes
+        to another SIM unless ``modem`` is ``alone``."""
         now = time.time()
         others = list(others_unavailable)
+        params: list[Any] = [now, modem]                    # next_attempt_at, plan_modem
         mine = "preferred_modem = ? OR preferred_modem IS NULL"
-        params: list[Any] = [now, modem]
+        params.append(modem)
         if others:
-            mine += f" OR preferred_modem IN ({', '.join('?' * len(others))})"
+            mine += f" OR preferred_modem IN ({_marks(others)})"
             params += others
         if steal_after is not None:
             mine += " OR created_at < ?"
             params.append(now - steal_after)
+        unplanned = f"plan_modem IS NULL AND ({mine})"
+        if not alone:
+            unplanned += " AND NOT (plan > 0 AND modem = ?)"
+            params.append(modem)
+        rules = ["plan_modem = ?", f"({unplanned})"]
+        if long_down:
+            rules.append(f"plan_modem IN ({_marks(long_down)})")
+            params += list(long_down)
+        if others:
+            rules.append(
+                f"(plan_modem IN ({_marks(others)}) AND NOT EXISTS (SELECT 1 FROM part "
+                "WHERE part.outbound_id = outbound.id AND part.attempt = outbound.plan "
+                f"AND part.status IN ({_marks(LEFT_PARTS)})))")
+            params += [*others, *LEFT_PARTS]
         where = (f"(status = 'queued' OR (status = 'retry' AND next_attempt_at <= ?)) "
-                 f"AND ({mine})")
+                 f"AND ({' OR '.join(rules)})")
         # Asked by every idle owner about once a second: look without the write lock first.
         if run_sql(f"SELECT 1 FROM outbound WHERE {where} LIMIT 1", params).fetchone() is None:
             return None
         with write_txn():
             row = run_sql(
-                f"SELECT id, recipient, text, attempts, status FROM outbound WHERE {where} "
-                "ORDER BY (preferred_modem = ?) DESC, id LIMIT 1", [*params, modem]).fetchone()
+                f"SELECT id, recipient, text, attempts, status, plan, plan_modem, sim_attempts "
+                f"FROM outbound WHERE {where} ORDER BY (plan_modem = ?) DESC, "
+                "(preferred_modem = ?) DESC, id LIMIT 1", [*params, modem, modem]).fetchone()
             if row is None:
                 return None
-            oid, recipient, text, attempts, status = row
+            oid, recipient, text, attempts, status, plan, plan_modem, sim_attempts = row
             check_move(status, State.SENDING.value)
+            parts: tuple[PlanPart, ...] = ()
+            if plan_modem == modem:
+                parts = tuple(PlanPart(*r) for r in run_sql(
+                    "SELECT seq, total, concat_ref, pdu, status FROM part WHERE outbound_id = ? "
+                    "AND attempt = ? ORDER BY seq", (oid, plan)))
+            elif plan_modem is not None:
+                self.release_plan(oid, f"its SIM {plan_modem} is unavailable; {modem} takes it")
+                sim_attempts = 0
             run_sql("UPDATE outbound SET status = ?, modem = ?, updated_at = ?, "
                     "attempts = attempts + 1 WHERE id = ?", (State.SENDING.value, modem, now, oid))
-        return Job(int(oid), recipient, text, int(attempts) + 1, modem)
+        return Job(int(oid), recipient, text, int(attempts) + 1, modem, int(plan), parts,
+                   int(sim_attempts))
+
+    def record_plan(self, job: Job, parts: Sequence[PlanPart]) -> Job:
+        """Persist a reply's encoding for ``job.modem`` before its first part goes out: its
+        parts, reference and PDUs are fixed from here on. Returns the job carrying it."""
+        with write_txn():
+            (last,) = run_sql("SELECT COALESCE(MAX(attempt), 0) FROM part WHERE outbound_id = ?",
+                              (job.outbound_id,)).fetchone()
+            (current,) = run_sql("SELECT plan FROM outbound WHERE id = ?",
+                                 (job.outbound_id,)).fetchone()
+            plan = max(int(last), int(current or 0)) + 1
+            now = time.time()
+            for p in parts:
+                run_sql("INSERT INTO part (outbound_id, attempt, seq, total, modem, concat_ref, "
+                        "status, pdu, submitted_at) VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?)",
+                        (job.outbound_id, plan, p.seq, p.total, job.modem, p.concat_ref, p.pdu,
+                         now))
+            run_sql("UPDATE outbound SET plan = ?, plan_modem = ?, sim_attempts = 0, parts = ? "
+                    "WHERE id = ?", (plan, job.modem, len(parts), job.outbound_id))
+        return replace(job, plan=plan, parts=tuple(parts), sim_attempts=0)
+
+    def release_plan(self, outbound_id: int, why: str) -> int:
+        """Give up a reply's encoding on its SIM: its unsent parts are abandoned, and the
+        next claim encodes it afresh (a new reference) for another SIM. If a part had
+        already left, the citizen now holds an orphan part: counted in ``splits``. Returns
+        the number of parts that had left."""
+        with write_txn():
+            (plan, plan_modem) = run_sql("SELECT plan, plan_modem FROM outbound WHERE id = ?",
+                                         (outbound_id,)).fetchone()
+            (left,) = run_sql(
+                f"SELECT COUNT(*) FROM part WHERE outbound_id = ? AND attempt = ? "
+                f"AND status IN ({_marks(LEFT_PARTS)})",
+                (outbound_id, plan, *LEFT_PARTS)).fetchone()
+            run_sql("UPDATE part SET status = 'abandoned', storage_index = NULL "
+                    "WHERE outbound_id = ? AND attempt = ? AND status IN ('pending', 'unsent', "
+                    "'stored')", (outbound_id, plan))
+            run_sql("UPDATE outbound SET plan_modem = NULL, preferred_modem = NULL, "
+                    "sim_attempts = 0, splits = splits + ? WHERE id = ?",
+                    (1 if left else 0, outbound_id))
+        if left:
+            log.warning("reply %d split: %d part(s) left on SIM %s, sent again whole with a "
+                        "new reference (%s)", outbound_id, left, plan_modem, why)
+        else:
+            log.info("reply %d moves from SIM %s before any part left (%s)", outbound_id,
+                     plan_modem, why)
+        return int(left)
+
+    def unstore_refused(self, job: Job) -> None:
+        """The modem refused a stored part (``+CMS ERROR`` to ``AT+CMSS``; the sender
+        deleted the slot): it never left, and waits like any unsent part."""
+        with write_txn():
+            run_sql("UPDATE part SET status = 'pending', storage_index = NULL WHERE "
+                    "outbound_id = ? AND attempt = ? AND modem = ? AND status = 'stored'",
+                    (job.outbound_id, job.plan, job.modem))
 
     def record_stored(self, job: Job, part: SubmittedPart) -> None:
         """A part is in the modem's memory (``+CMGW: index``), about to be sent by
         ``AT+CMSS``. Committed first, so that after a crash the modem can be asked whether
         it left (its <stat> turns to "stored sent")."""
         with write_txn():
-            _insert_part(job, part, "stored")
+            updated = run_sql(
+                "UPDATE part SET status = 'stored', storage_index = ?, submitted_at = ? "
+                "WHERE outbound_id = ? AND attempt = ? AND seq = ?",
+                (part.storage_index, part.submitted_at, job.outbound_id, job.plan,
+                 part.seq)).rowcount
+            if not updated:
+                _insert_part(job, part, "stored")
 
     def record_parts(self, job: Job, parts: Sequence[SubmittedPart]) -> None:
         """Record parts as they leave; called after each ``+CMGS``/``+CMSS: mr`` so that a
@@ -352,13 +482,11 @@ class Store:
         with write_txn():
             for p in parts:
                 updated = run_sql(
-                    "UPDATE part SET mr = ?, status = 'sent', storage_index = NULL "
-                    "WHERE outbound_id = ? AND attempt = ? AND seq = ? AND modem = ?",
-                    (p.mr, job.outbound_id, job.attempt, p.seq, job.modem)).rowcount
+                    "UPDATE part SET mr = ?, status = 'sent', storage_index = NULL, "
+                    "submitted_at = ? WHERE outbound_id = ? AND attempt = ? AND seq = ?",
+                    (p.mr, p.submitted_at, job.outbound_id, job.plan, p.seq)).rowcount
                 if not updated:
                     _insert_part(job, p, "sent")
-            # The sending modem knows the real part count (it depends on its 8- or 16-bit
-            # reference); crash recovery and delivery tracking count on it.
             run_sql("UPDATE outbound SET parts = ?, first_submit_at = "
                     "COALESCE(first_submit_at, ?) WHERE id = ?",
                     (parts[0].total, min(p.submitted_at for p in parts), job.outbound_id))
@@ -383,33 +511,35 @@ class Store:
     def recover_after_crash(self, modem: str | None = None) -> tuple[int, int]:
         """Replies left in ``sending`` by a crash (of ``modem``, or of every modem).
 
-        Every part acknowledged → ``sent``. A part still ``stored`` in a modem's memory →
-        left ``sending`` until that modem's owner has asked the modem whether it left
-        (:meth:`resolve_part`) — unless ``modem`` is given, which means the owner has done
-        so. Otherwise → ``queued``, to be sent again whole: at-least-once, counted in
-        ``resends``. Returns (sent, resent)."""
-        sent = resent = 0
+        Every part of its encoding acknowledged → ``sent``. A part still ``stored`` in a
+        modem's memory → left ``sending`` until that modem's owner has asked the modem
+        whether it left (:meth:`resolve_part`) — unless ``modem`` is given, which means the
+        owner has done so. Otherwise → ``queued``, to resume at its first unsent part with
+        the same encoding (counted in ``resends``). Returns (sent, resumed)."""
+        sent = resumed = 0
         now = time.time()
         with write_txn():
-            q = Outbound.select().where(Outbound.status == State.SENDING.value)
+            sql = "SELECT id, plan, parts FROM outbound WHERE status = ?"
+            params: list[Any] = [State.SENDING.value]
             if modem is not None:
-                q = q.where(Outbound.modem == modem)
-            for row in q:
-                parts = list(Part.select().where((Part.outbound == row.id)
-                                                 & (Part.attempt == row.attempts)))
-                if modem is None and any(p.status == "stored" for p in parts):
+                sql += " AND modem = ?"
+                params.append(modem)
+            for oid, plan, total in run_sql(sql, params).fetchall():
+                statuses = [st for (st,) in run_sql(
+                    "SELECT status FROM part WHERE outbound_id = ? AND attempt = ?",
+                    (oid, plan))]
+                if modem is None and "stored" in statuses:
                     continue
-                acked = sum(p.mr is not None or p.status == "sent" for p in parts)
-                total = max([row.parts] + [p.total for p in parts])
-                if acked >= total:
-                    Outbound.update(status=State.SENT.value, sent_at=now,
-                                    updated_at=now).where(Outbound.id == row.id).execute()
+                acked = sum(st in ("sent", "delivered", "failed") for st in statuses)
+                if statuses and acked >= max(total, len(statuses)):
+                    run_sql("UPDATE outbound SET status = ?, sent_at = ?, updated_at = ? "
+                            "WHERE id = ?", (State.SENT.value, now, now, oid))
                     sent += 1
                 else:
-                    Outbound.update(status=State.QUEUED.value, resends=Outbound.resends + 1,
-                                    updated_at=now).where(Outbound.id == row.id).execute()
-                    resent += 1
-        return sent, resent
+                    run_sql("UPDATE outbound SET status = ?, resends = resends + 1, "
+                            "updated_at = ? WHERE id = ?", (State.QUEUED.value, now, oid))
+                    resumed += 1
+        return sent, resumed
 
     def stored_parts(self, modem: str) -> list[StoredPart]:
         rows: Any = Part.select(Part.id, Part.outbound, Part.storage_index, Part.pdu).where(
@@ -418,18 +548,21 @@ class Store:
         return [StoredPart(pid, oid, index, pdu or "") for pid, oid, index, pdu in rows]
 
     def resolve_part(self, part_id: int, *, sent: bool, mr: int | None = None) -> None:
-        """What the modem said about a stored part after a crash."""
-        Part.update(status="sent" if sent else "unsent", mr=mr, storage_index=None).where(
-            Part.id == part_id).execute()
+        """What the modem said about a stored part after a crash: sent, or to be sent (the
+        same PDU, when its reply resumes)."""
+        with write_txn():
+            run_sql("UPDATE part SET status = ?, mr = ?, storage_index = NULL WHERE id = ?",
+                    ("sent" if sent else "pending", mr, part_id))
 
     def requeue_stuck(self, older_than: float) -> int:
         """Replies ``sending`` for longer than any send can take (their modem never came
-        back to resolve them): send again whole."""
+        back to resolve them): resumed from their first part not known to have left (a part
+        stored on that modem counts as not left: at least once)."""
         with write_txn():
             ids = [r.id for r in Outbound.select(Outbound.id).where(
                 (Outbound.status == State.SENDING.value) & (Outbound.updated_at < older_than))]
             if ids:
-                Part.update(status="unsent", storage_index=None).where(
+                Part.update(status="pending", storage_index=None).where(
                     Part.outbound.in_(ids) & (Part.status == "stored")).execute()
                 Outbound.update(status=State.QUEUED.value, resends=Outbound.resends + 1,
                                 updated_at=time.time()).where(Outbound.id.in_(ids)).execute()
@@ -475,7 +608,8 @@ class Store:
 
     def part_times(self, modem: str, since: float) -> list[float]:
         return [r.submitted_at for r in Part.select(Part.submitted_at)
-                .where((Part.modem == modem) & (Part.submitted_at >= since))
+                .where((Part.modem == modem) & (Part.submitted_at >= since)
+                       & Part.status.in_(LEFT_PARTS))
                 .order_by(Part.submitted_at)]
 
     def last_concat_ref(self, modem: str) -> int:
@@ -490,6 +624,11 @@ class Store:
              .where(Outbound.status.in_(PENDING)).group_by(Outbound.preferred_modem))
         return dict(q.tuples())  # type: ignore[arg-type]
 
+    def split_count(self) -> int:
+        """Replies that moved to another SIM after a part had left (an orphan part)."""
+        (n,) = run_sql("SELECT COALESCE(SUM(splits), 0) FROM outbound").fetchone()
+        return int(n)
+
     def pending_count(self) -> int:
         return int(Outbound.select().where(Outbound.status.in_(PENDING)).count())
 
@@ -502,9 +641,17 @@ class Store:
             .group_by(Outbound.status).tuples())  # type: ignore[arg-type]
         return {"inbound": inbound, "outbound": outbound}
 
+    def first_received(self, modem: str) -> float | None:
+        row = run_sql("SELECT MIN(received_at) FROM inbound WHERE modem = ?", (modem,)).fetchone()
+        return float(row[0]) if row and row[0] is not None else None
+
     def kv_get(self, key: str, default: str | None = None) -> str | None:
         row = KV.get_or_none(KV.key == key)
         return row.value if row is not None else default
+
+    def kv_keys(self, prefix: str) -> list[str]:
+        return [k for (k,) in run_sql("SELECT key FROM kv WHERE key >= ? AND key < ?",
+                                      (prefix, prefix + "\uffff"))]
 
     def kv_set(self, key: str, value: str) -> None:
         KV.insert(key=key, value=value).on_conflict_replace().execute()
@@ -536,9 +683,25 @@ def _marks(values: Sequence[Any]) -> str:
     return ", ".join("?" * len(values))
 
 
+def _add_missing_columns(model: type[pw.Model]) -> None:
+    """Columns added after a state.db was first made (``create_tables`` only makes missing
+    tables): added with their defaults by peewee's migrator (ALTER TABLE … ADD COLUMN)."""
+    from playhouse.migrate import SqliteMigrator, migrate
+
+    table = model._meta.table_name  # type: ignore[attr-defined]
+    have = {row[1] for row in db.execute_sql(f'PRAGMA table_info("{table}")')}
+    missing = [f for f in model._meta.sorted_fields  # type: ignore[attr-defined]
+               if f.column_name not in have]
+    if missing:
+        migrator = SqliteMigrator(db)
+        migrate(*(migrator.add_column(table, f.column_name, f) for f in missing))
+        log.info("state.db: added column(s) %s to %s",
+                 ", ".join(f.column_name for f in missing), table)
+
+
 def _insert_part(job: Job, part: SubmittedPart, status: str) -> None:
     run_sql("INSERT INTO part (outbound_id, attempt, seq, total, modem, concat_ref, mr, status, "
             "storage_index, pdu, submitted_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (job.outbound_id, job.attempt, part.seq, part.total, job.modem, part.concat_ref,
+            (job.outbound_id, job.plan, part.seq, part.total, job.modem, part.concat_ref,
              part.mr, status, part.storage_index if status == "stored" else None,
              part.pdu if status == "stored" else None, part.submitted_at))

@@ -56,12 +56,17 @@ class Crowd:
 
     @classmethod
     def make(cls, n: int, registry_path: Path, *, seed: int = 0, hit_share: float = 0.5,
-             block: int = 0) -> Crowd:
+             block: int = 0, two_hits_share: float = 0.0) -> Crowd:
+        """``two_hits_share`` of the texts ask about two convicts at once: a four-part
+        Urdu reply, the hardest to deliver whole."""
         cnics = demo_cnics()
         rng = random.Random(seed)
         numbers = [f"+92333{block:02d}{i:05d}" for i in range(n)]
         texts = [rng.choice(cnics.hits) if rng.random() < hit_share else rng.choice(cnics.misses)
                  for _ in range(n)]
+        if two_hits_share:
+            texts = [" ".join(rng.sample(cnics.hits, 2)) if rng.random() < two_hits_share
+                     else t for t in texts]
         templates = load_templates(FIRMWARE_CONFIG / "replies.toml")
         answers: dict[str, str] = {}
         with Registry(registry_path) as registry:
@@ -77,10 +82,8 @@ class Crowd:
 
     def tally(self, sim: Any) -> Tally:
         t = Tally(citizens=len(self.numbers))
-        complete_parts = 0
         for num in self.numbers:
             got = sim.inbox(num)
-            complete_parts += sum(r.parts for r in sim.inbox_messages(num))
             if not got:
                 t.missing.append(num)
                 continue
@@ -90,10 +93,34 @@ class Crowd:
             if any(text != self.expected[num] for text in got):
                 t.wrong.append(num)
         mine = set(self.numbers)
-        to_crowd = sum(1 for s in sim.submitted if _handset(s.recipient) in mine)
-        t.parts = to_crowd
-        t.orphan_parts = to_crowd - complete_parts
+        to_crowd = [s for s in sim.submitted if _handset(s.recipient) in mine]
+        t.parts = len(to_crowd)
+        t.orphan_parts, t.duplicate_parts = orphan_parts(sim, to_crowd)
         return t
+
+
+def orphan_parts(sim: Any, parts: list[Any]) -> tuple[int, int]:
+    """(orphan parts, duplicate parts) among ``parts`` as the network delivered them.
+
+    A phone joins the parts of a long SMS by (sender, reference) (TS 23.040 §9.2.3.24.1):
+    the parts the network delivered are grouped so, per handset, and a group that misses
+    one of its sequence numbers is an unfinished message whose parts are all orphans. A
+    part delivered twice in a complete group is a duplicate part, not an orphan (the phone
+    shows one message)."""
+    groups: dict[tuple[str, str, int, int, bool], Counter[int]] = {}
+    for p in parts:
+        if p.concat is None or p.concat.total <= 1:
+            continue
+        key = (sim.modem(p.modem).number, _handset(p.recipient), p.concat.reference,
+               p.concat.total, p.concat.ref16)
+        groups.setdefault(key, Counter())[p.concat.seq] += 1
+    orphans = duplicates = 0
+    for (_, _, _, total, _), seqs in groups.items():
+        if set(range(1, total + 1)) <= set(seqs):
+            duplicates += sum(seqs.values()) - total
+        else:
+            orphans += sum(seqs.values())
+    return orphans, duplicates
 
 
 def _handset(recipient: str) -> str:
@@ -108,7 +135,8 @@ class Tally:
     answered: int = 0
     duplicates: int = 0              # extra complete copies of a reply
     parts: int = 0                   # SMS-SUBMIT parts the network accepted for the crowd
-    orphan_parts: int = 0            # parts of a reply that never completed (sent again whole)
+    orphan_parts: int = 0            # parts in a (sender, reference) group never completed
+    duplicate_parts: int = 0         # a part delivered again inside a complete group
     missing: list[str] = field(default_factory=list)
     wrong: list[str] = field(default_factory=list)
     copies: dict[str, int] = field(default_factory=dict)
@@ -127,6 +155,7 @@ class StateFigures:
     outbound: dict[str, int]
     resends: int
     attempts: int
+    splits: int                      # replies moved to another SIM after a part had left
     unfinished_inbound: int          # rows still 'new' or 'part': a message not answered
     pending_replies: int             # rows queued / retry / sending
     failed_replies: int
@@ -140,8 +169,9 @@ def read_state(path: Path) -> StateFigures:
     try:
         inbound = dict(con.execute("SELECT status, COUNT(*) FROM inbound GROUP BY status"))
         outbound = dict(con.execute("SELECT status, COUNT(*) FROM outbound GROUP BY status"))
-        resends, attempts = con.execute(
-            "SELECT COALESCE(SUM(resends), 0), COALESCE(SUM(attempts), 0) FROM outbound").fetchone()
+        resends, attempts, splits = con.execute(
+            "SELECT COALESCE(SUM(resends), 0), COALESCE(SUM(attempts), 0), "
+            "COALESCE(SUM(splits), 0) FROM outbound").fetchone()
         tries: Counter[str] = Counter()
         for recipient, n in con.execute(
                 "SELECT recipient, SUM(attempts) FROM outbound GROUP BY recipient"):
@@ -150,6 +180,7 @@ def read_state(path: Path) -> StateFigures:
         con.close()
     return StateFigures(
         inbound=inbound, outbound=outbound, resends=int(resends), attempts=int(attempts),
+        splits=int(splits),
         unfinished_inbound=inbound.get("new", 0) + inbound.get("part", 0),
         pending_replies=sum(outbound.get(s, 0) for s in ("queued", "retry", "sending")),
         failed_replies=outbound.get("failed", 0), tries=dict(tries))

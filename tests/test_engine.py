@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ import pytest
 from appliance.errors import ModemCommandError
 from appliance.modem.engine import Modem, ModemSettings, ModemState, ModemStatus
 from appliance.modem.pdu import Deliver
-from appliance.store import Job, SubmittedPart
+from appliance.store import Job, PlanPart, SubmittedPart
 from tests.conftest import wait_until
 
 CITIZEN = "+923001234567"
@@ -32,6 +33,7 @@ class Handler:
         self.states: list[str] = []
         self.balances: list[tuple[float | None, str]] = []
         self.stored: list[tuple[Job, SubmittedPart]] = []
+        self.plans: list[tuple[Job, list[PlanPart]]] = []
         self.hold = threading.Event()
         self.handed = threading.Event()
         self.hold.set()
@@ -55,6 +57,10 @@ class Handler:
                 return None
             self.handed.set()  # the engine starts AT+CMGS for it right now
             return self.jobs.pop(0)
+
+    def plan_encoded(self, job: Job, parts: list[PlanPart]) -> Job:
+        self.plans.append((job, parts))
+        return replace(job, plan=len(self.plans), parts=tuple(parts))
 
     def part_sent(self, job: Job, part: SubmittedPart) -> None:
         self.parts.append((job, part))
@@ -244,24 +250,34 @@ def test_cms_error_is_reported_with_its_code(modem: Any, sim: Any) -> None:
     assert m.status().state == ModemState.READY
 
 
-def test_multipart_failing_on_part_two_retried_whole_with_fresh_reference(
+def test_multipart_failing_on_part_two_resumes_with_the_same_reference(
         modem: Any, sim: Any) -> None:
+    """Issue 13: a refused part 2 is sent again alone, the same PDU with the same
+    reference, so the handset joins it to the part 1 it already holds; never re-encoded."""
     m, handler, sm = modem
-    sm.faults.fail_submits = [2]  # the second AT+CMGS from now fails
+    sm.faults.fail_submits = [2]  # the second submit from now fails
     text = "ب" * 100  # two UCS-2 parts
     handler.jobs.append(job(text, 7))
     m.poke()
     assert wait_until(lambda: len(handler.done) == 1, 10)
     first_err = handler.done[0][1]
     assert isinstance(first_err, ModemCommandError)
-    first_ref = handler.parts[0][1].concat_ref
-    handler.jobs.append(Job(7, CITIZEN, text, 2, "sim0"))
+    (planned, plan), = handler.plans
+    assert [p.seq for _, p in handler.parts] == [1]
+    assert sim.inbox(CITIZEN) == []  # part 1 only: the phone waits for part 2
+    # What the store would hand back: part 1 sent, part 2 still pending.
+    resumed = replace(planned, attempt=2, plan=1, parts=(replace(plan[0], status="sent"),
+                                                         plan[1]))
+    handler.jobs.append(resumed)
     m.poke()
     assert wait_until(lambda: len(handler.done) == 2, 10)
     assert handler.done[1][1] is None
-    second_refs = {p.concat_ref for j, p in handler.parts if j.attempt == 2}
-    assert len(second_refs) == 1 and first_ref not in second_refs
-    assert sim.inbox(CITIZEN)[-1] == text
+    assert len(handler.plans) == 1, "re-encoded"
+    assert [p.seq for _, p in handler.parts] == [1, 2]
+    refs = {p.concat_ref for _, p in handler.parts}
+    assert refs == {plan[0].concat_ref}
+    assert [s.pdu for s in sm.network.submitted[-1:]] == [plan[1].pdu]
+    assert sim.inbox(CITIZEN) == [text]
 
 
 def test_sixteen_modems_at_once_nothing_lost(tmp_path: Path) -> None:

@@ -26,7 +26,8 @@ from appliance.store import db
 
 from .conftest import FIRMWARE_CONFIG
 
-STAMP = datetime(2026, 11, 22, 9, 0, tzinfo=timezone.utc)
+#: Stamped now: an old stamp would make a message without a CNIC "late" (not answered).
+STAMP = datetime.now(timezone.utc).replace(microsecond=0)
 SENDER = "+923001234567"
 
 
@@ -143,3 +144,38 @@ def test_a_modem_is_woken_only_when_its_reply_is_visible(service: Service) -> No
     assert seen_at_poke == [1, 2]
     job = service.next_job("m0")
     assert job is not None and job.recipient == SENDER
+
+
+def test_old_messages_of_a_sim_are_recorded_not_answered_and_a_new_sim_is_dated_anew(
+        service: Service) -> None:
+    """Issue 13: the first start on a SIM (by IMSI) dates its history. A message stamped
+    days before it is ignored with a reason, even with a CNIC; a SIM swapped in later gets
+    its own date, not the modem's."""
+    from datetime import timedelta
+
+    service.on_status(ModemStatus(name="m0", port="", state=ModemState.READY,
+                                  identity={"imsi": "410010000000001"}))
+    old = STAMP - timedelta(days=3)
+    for pdu_hex in pdumod.encode_deliver(SENDER, a_cnic(service), timestamp=old):
+        service.on_inbound("m0", pdu_hex, pdumod.decode(pdu_hex))
+    with sqlite3.connect(service.config.state_path) as conn:
+        status, reason = conn.execute("SELECT status, reason FROM inbound").fetchone()
+    assert status == "ignored" and "before the unit first started" in reason
+    assert counts(service)["outbound"] == 0
+    first = service._first_start["m0"]
+    service.on_status(ModemStatus(name="m0", port="", state=ModemState.READY,
+                                  identity={"imsi": "410010000000002"}))
+    assert service._first_start["m0"] >= first
+    assert sorted(service.store.kv_keys("sim_first_start:")) == [
+        "sim_first_start:410010000000001", "sim_first_start:410010000000002"]
+
+
+def test_an_upgraded_unit_dates_its_sim_by_its_first_message(service: Service) -> None:
+    """A state.db from before the rule: the SIM's first start is the first message this
+    modem received, not the upgrade (else what waited through the upgrade is ignored)."""
+    deliver(service, "help")
+    with sqlite3.connect(service.config.state_path) as conn:
+        (received,) = conn.execute("SELECT received_at FROM inbound").fetchone()
+    service.on_status(ModemStatus(name="m0", port="", state=ModemState.READY,
+                                  identity={"imsi": "410010000000003"}))
+    assert service._first_start["m0"] == received

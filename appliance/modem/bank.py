@@ -7,12 +7,17 @@ thread asks :meth:`Bank.next_job` when it is free. The policy, as the service is
   under its caps; otherwise from another healthy modem (it may claim replies whose preferred
   modem is unavailable);
 * all parts of one reply go on one modem, back to back (the engine's one transaction);
+  once encoded, a reply belongs to its SIM and resumes there after any fault. Another modem
+  takes it when that SIM is unavailable and none of its parts has left, or when the SIM
+  has been unavailable for ``move_after_s`` (a split reply, counted by the store);
 * pacing: a minimum interval between two replies on one SIM, and rolling hourly/daily caps
   on parts, because operators suspend SIMs that send in bursts (FIELD_NOTES: ~200 SMS in
   15 minutes has cost a SIM);
-* a modem with N consecutive failed sends leaves the rotation for a cooldown; the next
-  health report after the cooldown re-admits it. A credit-type failure (barring, no SMS
-  bundle) takes it out until a balance check or a technician clears it.
+* a modem on which N replies in a row failed leaves the rotation for a cooldown; the next
+  health report after the cooldown re-admits it. The streak is the modem's, not a reply's:
+  one reply retried counts once, and any part that leaves ends the streak, so a congested
+  cell refusing 30 % of submissions does not rest a working modem. A credit-type failure
+  (barring, no SMS bundle) takes it out until a balance check or a technician clears it.
 """
 
 from __future__ import annotations
@@ -50,6 +55,8 @@ class Slot:
     sent: deque[float] = field(default_factory=deque)   # part times, last 24 h
     last_job_at: float = 0.0
     consecutive_failures: int = 0
+    failing: set[int] = field(default_factory=set)   # replies in the current error streak
+    down_since: float | None = None
     blocked_until: float = 0.0
     block_reason: str = ""
     credit_blocked: bool = False
@@ -77,16 +84,27 @@ class Slot:
             return self.block_reason
         return self.over_caps(now)
 
+    def down_for(self, now: float) -> float:
+        """Seconds this modem has been unavailable (0 while it is available)."""
+        if not self.unavailable_reason(now):
+            self.down_since = None
+            return 0.0
+        if self.down_since is None:
+            self.down_since = now
+        return now - self.down_since
+
 
 class Bank:
     def __init__(self, store: Store, slots: Iterable[tuple[str, SlotSettings]], *,
                  block_after_failures: int = 5, block_cooldown_s: float = 600.0,
+                 move_after_s: float = 120.0,
                  on_alarm: Callable[[str, str], None] | None = None,
                  on_clear: Callable[[str], None] | None = None) -> None:
         self.store = store
         self.slots = {name: Slot(name, s) for name, s in slots}
         self.block_after_failures = block_after_failures
         self.block_cooldown_s = block_cooldown_s
+        self.move_after_s = move_after_s
         self._on_alarm = on_alarm or (lambda kind, msg: None)
         self._on_clear = on_clear or (lambda kind: None)
         self._lock = threading.Lock()
@@ -114,8 +132,11 @@ class Bank:
                 return None
             if now < slot.last_job_at + slot.settings.min_interval_s:
                 return None
-            others = [n for n, s in self.slots.items() if n != name and s.unavailable_reason(now)]
-        job = self.store.claim_next(name, others_unavailable=others)
+            down = {n: s.down_for(now) for n, s in self.slots.items() if n != name}
+        others = [n for n, t in down.items() if t > 0 or self.slots[n].unavailable_reason(now)]
+        long_down = [n for n in others if down[n] >= self.move_after_s]
+        job = self.store.claim_next(name, others_unavailable=others, long_down=long_down,
+                                    alone=len(others) == len(down))
         if job is not None:
             with self._lock:
                 slot.last_job_at = now
@@ -134,21 +155,31 @@ class Bank:
 
     def part_sent(self, name: str, at: float) -> None:
         with self._lock:
-            self.slots[name].sent.append(at)
+            slot = self.slots[name]
+            slot.sent.append(at)
+            slot.consecutive_failures = 0  # a part left: the modem works
+            slot.failing.clear()
 
     def send_succeeded(self, name: str) -> None:
         with self._lock:
             self.slots[name].consecutive_failures = 0
+            self.slots[name].failing.clear()
 
-    def send_failed(self, name: str, *, modem_fault: bool, reason: str) -> None:
+    def send_failed(self, name: str, *, modem_fault: bool, reason: str,
+                    reply: int | None = None) -> None:
+        """A send failed on ``name``. ``reply`` counts once in the modem's streak however
+        often it is retried: its own attempts are the reply's business (the store's)."""
         with self._lock:
             slot = self.slots[name]
-            slot.consecutive_failures += 1
+            if reply is None or reply not in slot.failing:
+                slot.consecutive_failures += 1
+            if reply is not None:
+                slot.failing.add(reply)
             block = modem_fault or slot.consecutive_failures >= self.block_after_failures
             if block:
                 slot.blocked_until = time.time() + self.block_cooldown_s
-                slot.block_reason = (f"blocked after {slot.consecutive_failures} failed sends: "
-                                     f"{reason}")
+                slot.block_reason = (f"blocked after {slot.consecutive_failures} failed "
+                                     f"replies in a row: {reason}")
                 if modem_fault:
                     slot.credit_blocked = True
                     slot.block_reason = f"cannot send ({reason}); check SIM credit and plan"
@@ -163,6 +194,7 @@ class Bank:
             slot = self.slots[name]
             slot.blocked_until, slot.block_reason, slot.credit_blocked = 0.0, "", False
             slot.consecutive_failures = 0
+            slot.failing.clear()
         log.info("modem %s back in rotation", name)
         self._on_clear(f"modem_blocked:{name}")
 
@@ -179,11 +211,13 @@ class Bank:
                 # The health check after the cooldown passed: back into rotation.
                 slot.blocked_until, slot.block_reason = 0.0, ""
                 slot.consecutive_failures = 0
+                slot.failing.clear()
                 log.info("modem %s re-admitted after cooldown", status.name)
                 readmitted = True
             else:
                 readmitted = False
             available = not slot.unavailable_reason(now)
+            slot.down_for(now)  # the clock of a move starts when the modem goes down
         if readmitted:
             self._on_clear(f"modem_blocked:{status.name}")
         if was_available and not available:

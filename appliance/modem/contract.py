@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from ..store import Job, StoredPart, SubmittedPart
+from ..store import Job, PlanPart, StoredPart, SubmittedPart
 
 
 class ModemState:
@@ -56,6 +56,7 @@ class ModemHandler(Protocol):
     def on_inbound(self, modem: str, pdu_hex: str, decoded: Any) -> None: ...
     def on_status_report(self, modem: str, report: Any) -> None: ...
     def next_job(self, modem: str) -> Job | None: ...
+    def plan_encoded(self, job: Job, parts: list[PlanPart]) -> Job: ...
     def part_sent(self, job: Job, part: SubmittedPart) -> None: ...
     def job_done(self, job: Job, error: BaseException | None,
                  parts: list[SubmittedPart]) -> None: ...
@@ -85,6 +86,7 @@ class ModemSettings:
     concat_ref16: bool = False
     validity_hours: int = 24
     sweep_interval_s: float = 60.0
+    idle_check_s: float = 5.0
     health_interval_s: float = 30.0
     send_mode: str = "stored"
     balance_ussd: str = ""

@@ -3,9 +3,13 @@
 What the owner does, in order of importance:
 
 1. **Receive without loss.** ``+CMTI`` → ``AT+CMGR`` → decode → ``handler.on_inbound``
-   (which commits the message) → only then ``AT+CMGD``. A periodic ``AT+CMGL=4`` sweep (and
-   one at every (re)start) reads whatever a lost URC, a crash or a full SIM left behind.
-   The handler is idempotent on (modem, PDU hash), so both paths may see one message.
+   (which commits the message) → only then ``AT+CMGD``. Several notices at once (a burst, a
+   long SMS) are read with one ``AT+CMGL=4``, not one ``AT+CMGR`` each. Every few seconds
+   a cheap ``AT+CPMS?`` asks how many messages the SIM holds; a count that went up without
+   a notice (a lost ``+CMTI``) starts the same ``AT+CMGL`` read at once, so a lost notice
+   costs seconds, not a minute. A slower storage check (and one at every (re)start) reads
+   whatever a crash or a failed commit left behind. The handler is idempotent on
+   (modem, PDU hash), so two paths may see one message.
 2. **Send one reply at a time** (:class:`~appliance.modem.sender.Sender`), all its parts
    back to back, each recorded before the next (from modem memory by default).
 3. **Stay alive.** A timeout → ESC + resync; a dead port or a modem that no longer
@@ -44,6 +48,10 @@ from .ussd import UssdAnswer
 
 __all__ = ["Modem", "ModemHandler", "ModemSettings", "ModemState", "ModemStatus"]
 
+#: Inbound messages stored between two replies: enough to keep up with a burst, few enough
+#: that replies keep leaving (each store is a commit; 16 at once stalled a 3 s radio 0.5 s).
+READS_PER_TURN = 4
+
 #: URCs after which the SIM should be swept at once (vendor "storage full" signals).
 _FULL_URCS = frozenset({"^SMMEMFULL", "+CIEV", "+CMS ERROR"})
 
@@ -65,6 +73,12 @@ class Modem:
         self._generation = 0
         self._session: ATSession | None = None
         self._pending_reads: list[tuple[str, int]] = []
+        # Messages listed by the last AT+CMGL, still on the SIM, not yet stored: read a few
+        # per turn so that replies keep leaving during a burst.
+        self._listed: list[tuple[int, str]] = []
+        # Messages the SIM held after the last full read (kept there because they could not
+        # be stored): a count above it means something arrived that no notice announced.
+        self._sim_baseline: int | None = None
         self._mem1 = settings.storage
         self._storage = settings.storage   # chosen at init from what AT+CPMS=? offers
         self._pin_rejected = False
@@ -352,6 +366,7 @@ class Modem:
         now = time.monotonic()
         next_health = now + s.health_interval_s
         next_sweep = now + s.sweep_interval_s
+        next_check = now + s.idle_check_s if s.idle_check_s > 0 else float("inf")
         # First balance check shortly after start-up, then every balance_interval_minutes.
         next_balance = now + 5.0 if s.balance_ussd else float("inf")
         timeouts = 0
@@ -366,10 +381,18 @@ class Modem:
                 if now >= next_health:
                     next_health = now + s.health_interval_s
                     self._health(sess)
-                if now >= next_sweep or sess.memory_full:
+                if sess.memory_full:
                     sess.memory_full = False
                     next_sweep = now + s.sweep_interval_s
                     self._sweep(sess)
+                elif now >= next_sweep:
+                    next_sweep = now + s.sweep_interval_s
+                    next_check = now + s.idle_check_s if s.idle_check_s > 0 else float("inf")
+                    self._check_storage(sess, anything=True)
+                elif now >= next_check:
+                    next_check = now + s.idle_check_s
+                    if not (self._pending_reads or self._listed):  # else: known, being read
+                        self._check_storage(sess, anything=False)
                 if now >= next_balance:
                     next_balance = now + s.balance_interval_minutes * 60
                     self._check_balance(sess)
@@ -392,9 +415,9 @@ class Modem:
                     raise ModemTimeout(f"modem {self.name} stopped answering; reopening") \
                         from exc
                 continue
-            if sent or sess.urcs or self._pending_reads:
+            if sent or sess.urcs or self._pending_reads or self._listed:
                 continue
-            item = sess.pump(timeout=min(1.0, max(0.0, min(next_health, next_sweep)
+            item = sess.pump(timeout=min(1.0, max(0.0, min(next_health, next_sweep, next_check)
                                                  - time.monotonic())))
             if item is None:
                 continue
@@ -439,10 +462,30 @@ class Modem:
             else:
                 self.log.debug("URC %s", urc.line)
 
-    def _do_reads(self, sess: ATSession, limit: int = 4) -> None:
-        """Read up to ``limit`` announced messages; the loop then lets a reply go out, so a
-        flood of inbound SMS does not hold every answer back until it has passed."""
+    def _do_reads(self, sess: ATSession, limit: int = READS_PER_TURN) -> None:
+        """Read the announced messages: several in the receive storage with one AT+CMGL
+        (what is on the SIM, a few dozen at most), otherwise up to ``limit`` with AT+CMGR;
+        the loop then lets a reply go out, so a flood of inbound SMS does not hold every
+        answer back until it has passed."""
         t = self.settings.command_timeout_s
+        if self._pending_reads:
+            sess.take_arrived()       # notices that came in the same breath join the burst
+            self._handle_urcs(sess)
+        listed = {index for index, _ in self._listed}
+        # A listed message is still on the SIM, so its index cannot have been reused.
+        self._pending_reads = [r for r in self._pending_reads
+                               if not (r[0] == self._mem1 and r[1] in listed)]
+        burst = [r for r in self._pending_reads if r[0] == self._mem1]
+        if len(burst) > 1 and not self._listed:
+            # A burst (or the parts of one long SMS): one AT+CMGL lists them all, instead of
+            # an AT+CMGR round trip each; each is still stored before it is deleted.
+            self._pending_reads = [r for r in self._pending_reads if r[0] != self._mem1]
+            self._sweep(sess, limit=limit)
+            return
+        while self._listed and limit > 0:
+            limit -= 1
+            index, pdu_hex = self._listed.pop(0)
+            self._deliver(pdu_hex, index=index)
         while self._pending_reads and limit > 0:
             limit -= 1
             mem, index = self._pending_reads.pop(0)
@@ -470,10 +513,44 @@ class Modem:
                 sess.run(f'AT+CPMS="{home}"', t)
                 self._mem1 = home
 
-    def _sweep(self, sess: ATSession) -> None:
+    def _check_storage(self, sess: ATSession, *, anything: bool) -> None:
+        """The cheap check: ``AT+CPMS?`` (TS 27.005 §3.2.2) gives the used count of the
+        receive storage in one short answer. Read it all with ``AT+CMGL`` only when the
+        count says so: above what the last read left (a message no ``+CMTI`` announced),
+        or, when ``anything``, any message at all (what a failed commit left there)."""
+        used = self._storage_used(sess)
+        if used is None:  # no usable AT+CPMS? answer: fall back to reading
+            if anything:
+                self._sweep(sess, limit=READS_PER_TURN)
+            return
+        baseline = self._sim_baseline if self._sim_baseline is not None else 0
+        if used > (0 if anything else baseline):
+            if not anything:
+                self.log.info("%d message(s) on the SIM that no +CMTI announced; reading",
+                              used - baseline)
+            self._sweep(sess, limit=READS_PER_TURN)
+        elif used < baseline:
+            self._sim_baseline = used
+
+    def _storage_used(self, sess: ATSession) -> int | None:
+        try:
+            lines = sess.run("AT+CPMS?", self.settings.command_timeout_s)
+        except ModemCommandError:
+            return None
+        for line in lines:
+            m = CPMS.search(line)
+            if m:
+                used, total = int(m.group(2)), int(m.group(3))
+                if (used, total) != (self._status.sim_used, self._status.sim_total):
+                    self._set(sim_used=used, sim_total=total)
+                return used
+        return None
+
+    def _sweep(self, sess: ATSession, limit: int | None = None) -> None:
         """Read every stored message (``AT+CMGL=4``: all, PDU mode), persist, then delete
         each by index. Never ``AT+CMGD=1,4``: it would also delete what arrived after the
-        list was taken and before it was stored."""
+        list was taken and before it was stored. With ``limit``, only that many are stored
+        now and the rest wait in ``_listed`` (still on the SIM) for the next turns."""
         t = self.settings.command_timeout_s
         lines = sess.run("AT+CMGL=4", max(t, 30.0))
         entries: list[tuple[int, str]] = []
@@ -490,19 +567,19 @@ class Modem:
                 # Our own leftovers (a CMSS that timed out, a write whose +CMGW: index was
                 # lost in a crash): resolved at start-up already, so never sent from here.
                 leftovers.append(int(m.group(1)))
-        for index, pdu_hex in entries:
+        now = entries if limit is None else entries[:limit]
+        # A fresh list replaces the old one: an index listed before may since have been
+        # deleted and reused by a new message, which only this list shows as it is.
+        self._listed = entries[len(now):]
+        for index, pdu_hex in now:
             self._deliver(pdu_hex, index=index)
         for index in leftovers:
             sess.run(f"AT+CMGD={index}", t)
         if entries:
-            self.log.info("sweep: %d stored message(s) read", len(entries))
-        try:
-            for line in sess.run("AT+CPMS?", t):
-                m = CPMS.search(line)
-                if m:
-                    self._set(sim_used=int(m.group(2)), sim_total=int(m.group(3)))
-        except ModemCommandError:
-            pass
+            self.log.info("sweep: %d stored message(s) listed", len(entries))
+        # What stays (messages that could not be stored) is the new baseline of the check.
+        used = self._storage_used(sess)
+        self._sim_baseline = None if used is None else max(0, used - len(self._listed))
 
     def _deliver(self, pdu_hex: str, *, index: int | None) -> None:
         """Decode, hand to the handler (which persists), then delete from the SIM."""

@@ -11,8 +11,12 @@ handler for a job between two reads and hands it here. A part leaves in one of t
 * ``direct``: ``AT+CMGS``, one exchange per part; a part on the air when the unit dies has
   no recorded ``+CMGS: mr`` and is sent again.
 
-Each part is recorded (``handler.part_sent``) before the next one starts, and the reply's
-outcome goes to ``handler.job_done``.
+A reply is encoded once, for the modem that first claims it: its parts, concatenation
+reference and PDUs are persisted (``handler.plan_encoded``) before the first part leaves.
+Whatever stops it (a refused part, a timeout, an unplug, a crash), it resumes later at its
+first unsent part with the very same PDUs, so the citizen's phone joins the parts by
+(sender, reference) into one message. Each part is recorded (``handler.part_sent``) before
+the next one starts, and the reply's outcome goes to ``handler.job_done``.
 """
 
 from __future__ import annotations
@@ -21,10 +25,9 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
 
 from ..errors import ModemCommandError, ModemError, ModemTimeout, PduError
-from ..store import Job, SubmittedPart
+from ..store import UNSENT_PARTS, Job, PlanPart, SubmittedPart
 from . import pdu as pdumod
 from .answers import CMGR, pdu_after
 from .contract import ModemHandler, ModemSettings
@@ -52,13 +55,11 @@ class Sender:
         sent: list[SubmittedPart] = []
         error: BaseException | None = None
         try:
-            n, _ = pdumod.count_parts(job.text)
-            ref = self._refs.next() if n > 1 else None
-            validity = timedelta(hours=s.validity_hours) if s.validity_hours else None
-            parts = pdumod.encode_submit(job.recipient, job.text, reference=ref,
-                                         ref16=s.concat_ref16, status_report=s.status_reports,
-                                         validity=validity, country_code=s.country_code)
-            for p in parts:
+            if not job.parts:
+                job = self.handler.plan_encoded(job, self._encode(job))
+            for p in job.parts:
+                if p.status not in UNSENT_PARTS and p.status != "stored":
+                    continue  # left before: never sent twice, never re-encoded
                 started = time.time()  # "submitted" = handed to the modem
                 index = None
                 if self.send_mode == "stored":
@@ -66,7 +67,7 @@ class Sender:
                 else:
                     mr = sess.submit(p.tpdu_length, p.pdu, prompt_timeout=s.command_timeout_s,
                                      timeout=s.send_timeout_s)
-                part = SubmittedPart(p.seq, p.total, p.reference, mr, started)
+                part = SubmittedPart(p.seq, p.total, p.concat_ref, mr, started)
                 sent.append(part)
                 # Recorded before the slot is deleted: a stop or a crash in between must
                 # not make a sent part look unsent (it would be sent again).
@@ -82,7 +83,18 @@ class Sender:
             raise
         self._finish(job, error, sent)
 
-    def _send_stored(self, sess: ATSession, job: Job, p: Any,
+    def _encode(self, job: Job) -> list[PlanPart]:
+        """The reply's one encoding on this modem: a fresh concatenation reference."""
+        s = self.settings
+        n, _ = pdumod.count_parts(job.text)
+        ref = self._refs.next() if n > 1 else None
+        validity = timedelta(hours=s.validity_hours) if s.validity_hours else None
+        parts = pdumod.encode_submit(job.recipient, job.text, reference=ref,
+                                     ref16=s.concat_ref16, status_report=s.status_reports,
+                                     validity=validity, country_code=s.country_code)
+        return [PlanPart(p.seq, p.total, p.reference, p.pdu) for p in parts]
+
+    def _send_stored(self, sess: ATSession, job: Job, p: PlanPart,
                      started: float) -> tuple[int | None, int | None]:
         """Write, record, send from memory (the caller records, then deletes): a crash at
         any point leaves either no trace on the modem (sent again) or a slot whose <stat>
@@ -99,7 +111,7 @@ class Sender:
             sess.memory_full = True
             return sess.submit(p.tpdu_length, p.pdu, prompt_timeout=s.command_timeout_s,
                                timeout=s.send_timeout_s), None
-        self.handler.part_stored(job, SubmittedPart(p.seq, p.total, p.reference, None, started,
+        self.handler.part_stored(job, SubmittedPart(p.seq, p.total, p.concat_ref, None, started,
                                                     storage_index=index, pdu=p.pdu))
         try:
             mr = sess.send_stored(index, timeout=s.send_timeout_s)
@@ -123,7 +135,8 @@ class Sender:
         """After a crash: for each part written to memory whose AT+CMSS answer was never
         recorded, ask the modem. <stat> 3 ("stored sent", TS 27.005 §3.1) means it left;
         <stat> 2 means it did not, and it is sent now, so the reply completes with no
-        duplicate. A slot that no longer holds our PDU means we cannot know: sent again."""
+        duplicate. A slot that no longer holds our PDU means we cannot know: the part is
+        sent again when its reply resumes (the same PDU: at worst a duplicate part)."""
         for part in self.handler.stored_parts(self.name):
             stat = self._slot_stat(sess, part.storage_index, part.pdu)
             if stat is None:
@@ -136,8 +149,8 @@ class Sender:
                     mr = sess.send_stored(part.storage_index,
                                           timeout=self.settings.send_timeout_s)
                 except ModemCommandError as exc:
-                    # Refused now (no credit, no network yet): the reply is sent again
-                    # later like any other. Never let it keep the modem from starting,
+                    # Refused now (no credit, no network yet): the reply resumes later
+                    # like any other. Never let it keep the modem from starting,
                     # or citizens' SMS would wait on the SIM behind it.
                     self.log.warning("stored part %d not sent at start-up: %s",
                                      part.part_id, exc)

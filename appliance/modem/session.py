@@ -93,6 +93,18 @@ class ATSession:
             else:
                 return item
 
+    def take_arrived(self) -> None:
+        """Process every byte already in the inbox, without waiting: URCs that arrived
+        together (a burst of +CMTI) are then seen together. Work items keep their order
+        in ``deferred``."""
+        while True:
+            try:
+                item = self.inbox.get_nowait()
+            except queue.Empty:
+                break
+            self._take(item)
+        self._collect_idle()
+
     def _collect_idle(self) -> None:
         for ev in self.proto.events():
             if isinstance(ev, Urc):

@@ -97,14 +97,16 @@ class Network:
     # --- citizen → modem ---------------------------------------------------------------------
 
     def citizen_send(self, sender: str, modem: SimModem, text: str, *, store_only: bool = False,
-                     alphabet: Alphabet | None = None, ref16: bool = False) -> list[EncodedPdu]:
-        """A handset sends ``text`` to ``modem``'s number; returns the DELIVER parts."""
+                     alphabet: Alphabet | None = None, ref16: bool = False,
+                     sent_at: datetime | None = None) -> list[EncodedPdu]:
+        """A handset sends ``text`` to ``modem``'s number; returns the DELIVER parts.
+        ``sent_at``: the SMSC timestamp, if not now (a message that waited on the SIM)."""
         with self.lock:
             ref = self._refs.get(sender, self._rng.randrange(0x10000))
             self._refs[sender] = (ref + 1) % 0x10000
             parts = sim_pdu.encode_deliver(
                 sender, text, smsc=modem.operator.smsc, alphabet=alphabet,
-                timestamp=datetime.now(PAKISTAN).replace(microsecond=0),
+                timestamp=(sent_at or datetime.now(PAKISTAN)).replace(microsecond=0),
                 reference=ref, ref16=ref16)
             for part in parts:
                 self._enqueue(modem, _Pending("deliver", part, not store_only, store_only))

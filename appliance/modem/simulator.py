@@ -22,6 +22,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 
@@ -117,14 +118,16 @@ class Simulator:
 
     def citizen_send(self, sender: str, modem: str | int, text: str, *,
                      store_only: bool = False, alphabet: Alphabet | None = None,
-                     ref16: bool = False) -> None:
+                     ref16: bool = False, sent_at: datetime | None = None) -> None:
         """Citizen ``sender`` texts ``modem``; long text arrives as concatenated parts.
 
         ``store_only``: the message is already on the SIM when the appliance starts (no URC,
         even before :meth:`start`). ``ref16`` uses 16-bit concatenation references.
+        ``sent_at`` (timezone-aware): the SMSC timestamp, e.g. days ago for a SIM that comes
+        with its previous owner's messages; ``sender`` may be alphanumeric ("Jazz").
         """
         self.network.citizen_send(sender, self.modem(modem), text, store_only=store_only,
-                                  alphabet=alphabet, ref16=ref16)
+                                  alphabet=alphabet, ref16=ref16, sent_at=sent_at)
 
     def store_pdu(self, modem: str | int, pdu: str, tpdu_length: int | None = None, *,
                   notify: bool = True) -> None:
