@@ -147,17 +147,28 @@ class Service:
                 # The page is for technicians; citizens' answers must not depend on it.
                 self.status_server = None
                 self.alarms.raise_("status_page", str(exc))
+        from .registry.integrity import DEFAULT_VERIFY_MINUTES, IntegrityWatch
+        repair = None
         if self.config.registry.repository_url:
             from .registry.schedule import RegistryScheduler
             from .registry.sync import RegistrySync
 
-            sync = RegistrySync.from_config(self.config.registry,
-                                            path=self.config.registry_path,
-                                            on_alarm=self.alarms.raise_,
-                                            on_clear=self.alarms.clear)
+            # The sync vouches for the installed version only if its content verifies; a
+            # verification of the same file within the interval is reused (no extra scan).
+            sync = RegistrySync.from_config(
+                self.config.registry, path=self.config.registry_path,
+                on_alarm=self.alarms.raise_, on_clear=self.alarms.clear,
+                verifier=lambda expected: self.registry.verify_recent(
+                    expected, DEFAULT_VERIFY_MINUTES * 60))
             # The service raises the stale-registry alarm itself (_check_health).
-            RegistryScheduler.from_config(self.config.registry, sync, scheduler=self.scheduler,
-                                          stale_check_minutes=0).start()
+            registry_jobs = RegistryScheduler.from_config(
+                self.config.registry, sync, scheduler=self.scheduler, stale_check_minutes=0)
+            registry_jobs.start()
+            repair = lambda: registry_jobs.run("repair")  # noqa: E731
+        self.integrity = IntegrityWatch(self.registry, self.scheduler,
+                                        on_alarm=self.alarms.raise_,
+                                        on_clear=self.alarms.clear, repair=repair)
+        self.integrity.start()
         log.info("service started: %d modem(s), registry %s", len(self.modems),
                  self.registry_view().state.name)
 
@@ -219,6 +230,8 @@ class Service:
                 now = datetime.now(timezone.utc)
                 if not info.exists:
                     state = RegistryState.MISSING
+                elif not info.usable or self.registry.corrupt is not None:
+                    state = RegistryState.CORRUPT
                 elif is_stale(info, timedelta(hours=self.config.registry.max_age_hours), now):
                     state = RegistryState.STALE
                 else:
@@ -493,7 +506,12 @@ class Service:
         if view.state is RegistryState.OK:
             self.alarms.clear("registry_stale")
             self.alarms.clear("registry_missing")
+            self.alarms.clear("registry_corrupt")
         else:
+            integrity = getattr(self, "integrity", None)
+            if view.info.exists and not view.info.usable and self.registry.corrupt is None \
+                    and integrity is not None:
+                integrity.verify()  # damaged metadata: mark corrupt and repair (once)
             self.alarms.raise_("registry_" + view.state.name.lower(),
                                f"registry at {view.info.path} is {view.state.name.lower()}")
         pending = self.store.pending_count()

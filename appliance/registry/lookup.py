@@ -199,6 +199,12 @@ class Registry:
         after = self._file_identity()
         if before != after:  # swapped or patched during the scan: judge the new file
             result = verify_file(self.path, expected)
+        if result.ok:
+            # The content digest does not cover the times in registry_meta.
+            info = self.info()
+            if not info.usable:
+                result = Verification(False, info.error, result.rows, result.seconds,
+                                      result.version)
         with self._lock:
             self._verified = (after, result)
             self._verified_mono = time.monotonic()
