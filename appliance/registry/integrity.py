@@ -93,6 +93,9 @@ class IntegrityWatch:
         self._verifying = True  # the transition to corrupt is handled here, not scheduled
         try:
             result = self.registry.verify()
+        except Exception as exc:  # verify_file does not raise; a bug here must not either
+            log.exception("registry verification failed unexpectedly")
+            result = Verification(False, f"verification failed: {exc!r}", 0, 0.0)
         finally:
             self._verifying = False
         self.verifications += 1

@@ -27,6 +27,7 @@ import logging
 import os
 import sqlite3
 import threading
+import time
 from dataclasses import dataclass
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -142,13 +143,12 @@ class Registry:
             if self._corrupt is not None:
                 raise RegistryCorrupt(self._corrupt)
             conn = self._current()
+            failure: sqlite3.Error | None = None
             try:
                 row = conn.execute(_SELECT, (cnic,)).fetchone()
             except sqlite3.Error as exc:
                 self._close()
                 failure = exc
-            else:
-                failure = None
         if failure is not None:
             message = (f"registry {self.path}: lookup failed ({failure}); run "
                        "`python -m appliance sync` to fetch a fresh copy")
@@ -288,10 +288,20 @@ class Registry:
                 try:
                     conn = self._current()
                     row = conn.execute(_META).fetchone()
+                    # O(1): an emptied offender table under metadata that counts records
+                    # would answer "no record" to everyone until the next verification.
+                    empty = not conn.execute("SELECT EXISTS (SELECT 1 FROM offender)"
+                                             ).fetchone()[0]
                 except (RegistryError, sqlite3.Error) as exc:
                     self._close()
                     return RegistryInfo(path=self.path, exists=False, error=str(exc))
-            return _info_from_row(self.path, row)
+            info = _info_from_row(self.path, row)
+            if empty and info.usable and info.record_count:
+                return RegistryInfo(path=self.path, exists=True, error=(
+                    f"registry {self.path}: the offender table is empty but the metadata "
+                    f"counts {info.record_count} records; every query is answered "
+                    "'unavailable' until `python -m appliance sync` installs a fresh copy"))
+            return info
         except Exception as exc:  # noqa: BLE001 - documented as never raising
             return RegistryInfo(path=self.path, exists=False,
                                 error=f"registry {self.path}: unreadable ({exc!r})")
@@ -384,7 +394,9 @@ def _info_from_row(path: Path, row: tuple[Any, ...] | None) -> RegistryInfo:
                                   "answered 'unavailable' until `python -m appliance sync` "
                                   "installs a fresh copy")
     return RegistryInfo(path=path, exists=True, version=version, record_count=count,
-                        source=source, **times)
+                        source=source, imported_at=times["imported_at"],
+                        signed_at=times["signed_at"], expires_at=times["expires_at"],
+                        verified_at=times["verified_at"])
 
 
 def _count(value: object, *, allow_none: bool = False) -> bool:

@@ -39,6 +39,7 @@ from appliance.registry.formats import (
 )
 from appliance.registry.importer import import_file
 from appliance.registry.models import OFFENDER_COLUMNS, read_meta
+from appliance.registry.removal import DEFAULT_MAX_REMOVAL_PERCENT
 from appliance.registry.seal import read_seal
 from appliance.registry.tufrepo import KeyStore, PublisherRepository
 
@@ -76,8 +77,12 @@ class Publisher:
 
     def __init__(self, repo_dir: Path | str, keys_dir: Path | str, *,
                  expiry: dict[str, timedelta] | None = None,
-                 keep_deltas: int = DEFAULT_KEEP_DELTAS, now: datetime | None = None) -> None:
+                 keep_deltas: int = DEFAULT_KEEP_DELTAS, now: datetime | None = None,
+                 max_removal_percent: float = DEFAULT_MAX_REMOVAL_PERCENT) -> None:
         self.repo_dir = Path(repo_dir)
+        # Units refuse a removal above *their* threshold (5 %) without a signed reason,
+        # whatever the publisher's is: raising this only moves the refusal to the units.
+        self.max_removal_percent = max_removal_percent
         self.public_dir = self.repo_dir / "public"
         self.state_dir = self.repo_dir / "state"
         self.repo = PublisherRepository(self.public_dir, KeyStore(Path(keys_dir)),
@@ -145,7 +150,8 @@ class Publisher:
                         signed_at=signed_at, expires_at=expires_at,
                         include_removed=False, now=signed_at,
                         compare_with=prev_db if previous is not None else None,
-                        allow_mass_removal=allow_mass_removal)
+                        allow_mass_removal=allow_mass_removal,
+                        max_removal_percent=self.max_removal_percent)
             record_count = _record_count(new_db)
             content_digest, decision = _seal_of(new_db)
             snapshot_file = work / Path(snapshot_target(new_version)).name

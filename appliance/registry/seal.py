@@ -112,8 +112,12 @@ def read_seal(conn: sqlite3.Connection) -> Seal | None:
             removal = parsed if isinstance(parsed, dict) else None
         except ValueError:
             removal = None
-    return Seal(*(v if isinstance(v, (str, int)) and not isinstance(v, bool) else None
-                  for v in row[:4]), removal=removal)  # type: ignore[arg-type]
+    scheme, version, count, digest = row[:4]
+    return Seal(scheme=scheme if isinstance(scheme, str) else None,
+                version=version if isinstance(version, int) else None,
+                record_count=count if isinstance(count, int) else None,
+                content_digest=digest if isinstance(digest, str) else None,
+                removal=removal)
 
 
 def write_seal(conn: sqlite3.Connection, *, version: int | None, record_count: int,

@@ -335,11 +335,20 @@ class RegistrySync:
         from_version = installed.get("version")
         signed_at = installed.get("signed_at")
         now = self.clock()
+        # Metadata read from a damaged file is no ground to refuse its repair: the clock
+        # and rollback guards below trust the installed version and signing time only
+        # if the content verifies (TUF's own metadata still refuses a rollback).
+        verification: Verification | None = None
         if signed_at is not None and now < signed_at:
-            raise ClockNotTrusted(
-                f"clock reads {now.isoformat()}, before the installed registry's signing "
-                f"time {signed_at.isoformat()}: not syncing until the time is set (NTP, "
-                "or the modem's AT+CCLK)")
+            verification = self.verifier(None)
+            if verification.ok:
+                raise ClockNotTrusted(
+                    f"clock reads {now.isoformat()}, before the installed registry's "
+                    f"signing time {signed_at.isoformat()}: not syncing until the time is "
+                    "set (NTP, or the modem's AT+CCLK)")
+            log.error("installed registry fails verification (%s): its signing time is "
+                      "not trusted", verification.problem)
+            from_version = None
         updater = self._updater()
         with self._translated("refreshing the signed metadata"):
             updater.refresh()
@@ -349,21 +358,23 @@ class RegistrySync:
                             "publisher's `public` directory?")
         index = Index.from_json(self._download(updater, info, "index").read_bytes())
 
+        if from_version is not None and index.version <= from_version:
+            # Never vouch again for content that fails verification: re-install instead.
+            verification = verification or self.verifier(
+                index.content_digest if index.version == from_version else None)
+            if not verification.ok:
+                log.error("installed registry v%s fails verification (%s): installing the "
+                          "snapshot again", from_version, verification.problem)
+                from_version = None
         if from_version is not None and index.version < from_version:
             raise RollbackError(
                 f"{self.url} offers registry version {index.version}, older than the "
                 f"installed {from_version}: refusing (rollback); keeping version "
                 f"{from_version}")
         if from_version == index.version:
-            # Never vouch again for content that fails verification: re-install instead.
-            verification = self.verifier(index.content_digest)
-            if verification.ok:
-                return SyncResult("current", from_version, index.version,
-                                  int(installed.get("record_count") or 0),
-                                  time.monotonic() - started)
-            log.error("installed registry v%s fails verification (%s): installing the "
-                      "snapshot again", from_version, verification.problem)
-            from_version = None
+            return SyncResult("current", from_version, index.version,
+                              int(installed.get("record_count") or 0),
+                              time.monotonic() - started)
 
         chain = index.delta_chain(from_version) if from_version is not None else None
         snapshot_info = self._targetinfo(updater, index.snapshot)
