@@ -94,6 +94,12 @@ def _roll_back_hot_journal(db: Path) -> None:
     try:
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except (sqlite3.DatabaseError, ValueError) as exc:
+        if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
+            raise
+        # A damaged file cannot be rolled back; the snapshot replaces it, and the journal
+        # must not outlive it (it would be "rolled back" into the new file).
+        log.warning("%s is damaged (%s): dropping its journal %s", db, exc, journal)
     finally:
         conn.close()
     if journal.exists():

@@ -143,10 +143,10 @@ class Registry:
             if self._corrupt is not None:
                 raise RegistryCorrupt(self._corrupt)
             conn = self._current()
-            failure: sqlite3.Error | None = None
+            failure: Exception | None = None
             try:
                 row = conn.execute(_SELECT, (cnic,)).fetchone()
-            except sqlite3.Error as exc:
+            except (sqlite3.Error, ValueError) as exc:  # ValueError: undecodable UTF-8
                 self._close()
                 failure = exc
         if failure is not None:
@@ -254,11 +254,12 @@ class Registry:
             conn = sqlite3.connect(self.path, isolation_level=None)
             try:
                 conn.execute("PRAGMA query_only = 1")
+                conn.text_factory = bytes  # a damaged digest must not raise here
                 row = conn.execute("SELECT content_digest FROM registry_seal "
                                    "WHERE id = 1").fetchone()
             finally:
                 conn.close()
-        except sqlite3.Error:
+        except (sqlite3.Error, ValueError):
             row = None
         return (st.st_dev, st.st_ino, None if row is None else row[0])
 
@@ -347,7 +348,7 @@ class Registry:
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             conn.execute("PRAGMA query_only = 1")
             conn.execute("SELECT 1 FROM registry_meta LIMIT 1").fetchall()
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, ValueError) as exc:  # ValueError: an undecodable message
             raise RegistryError(
                 f"registry {self.path} is not a readable registry ({exc}); "
                 "run `python -m appliance sync` to replace it") from exc

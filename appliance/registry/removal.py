@@ -67,14 +67,15 @@ def compare(conn: sqlite3.Connection, old: Path | None) -> Removal:
     remaining = int(conn.execute(_ACTIVE.format(schema="main")).fetchone()[0])
     if old is None or not old.is_file():
         return Removal(0, 0, remaining)
+    # ValueError: SQLite's message about a damaged schema can itself be undecodable UTF-8.
     try:
         conn.execute("ATTACH DATABASE ? AS old", (str(old),))
-    except sqlite3.Error:
+    except (sqlite3.Error, ValueError):
         return Removal(0, 0, remaining)
     try:
         previous = int(conn.execute(_ACTIVE.format(schema="old")).fetchone()[0])
         removed = int(conn.execute(_REMOVED).fetchone()[0])
-    except sqlite3.Error:
+    except (sqlite3.Error, ValueError):
         # The file before is damaged (which is why a snapshot replaces it): its count
         # cannot be trusted either way, and the snapshot itself is signed.
         return Removal(0, 0, remaining)

@@ -51,8 +51,17 @@ _BATCH = 4096
 _FIELDS_SQL = " || x'1f' || ".join(
     f"coalesce(o.{c}, '')" if c in ("recorded_on", "updated_on") else f"o.{c}"
     for c in OFFENDER_COLUMNS)
-_STREAM = (f"SELECT {_FIELDS_SQL} || x'1f' || d.digest || x'1e' FROM offender o "
-           "LEFT JOIN offender_digest d ON d.cnic = o.cnic ORDER BY o.cnic")
+# A row whose fields are not all text (one flipped bit turns a TEXT serial type into a BLOB
+# of the same bytes, which `||` would concatenate unchanged) yields NULL, which no
+# publisher's stream contains, so the content digest differs.
+_TYPES_OK = " AND ".join(
+    [f"typeof(o.{c}) = 'text'" for c in OFFENDER_COLUMNS if c not in ("recorded_on",
+                                                                    "updated_on")]
+    + [f"typeof(o.{c}) IN ('text', 'null')" for c in ("recorded_on", "updated_on")]
+    + ["typeof(d.digest) = 'text'"])
+_STREAM = (f"SELECT CASE WHEN {_TYPES_OK} THEN {_FIELDS_SQL} || x'1f' || d.digest || x'1e' "
+           "END FROM offender o LEFT JOIN offender_digest d ON d.cnic = o.cnic "
+           "ORDER BY o.cnic")
 
 
 def canonical(values: Sequence[object]) -> bytes | None:
@@ -229,13 +238,13 @@ def verify_file(path: Path, expected: str | None = None) -> Verification:
         return Verification(False, f"{path} does not exist", 0, 0.0)
     try:
         conn = sqlite3.connect(path, isolation_level=None)
-    except sqlite3.Error as exc:
+    except (sqlite3.Error, ValueError) as exc:
         return Verification(False, f"cannot open {path} ({exc})", 0, 0.0)
     try:
         conn.execute("PRAGMA busy_timeout = 5000")
         conn.execute("PRAGMA query_only = 1")
         return verify_content(conn, expected)
-    except sqlite3.Error as exc:
+    except (sqlite3.Error, ValueError) as exc:
         return Verification(False, f"cannot read {path} ({exc})", 0, 0.0)
     finally:
         conn.close()
