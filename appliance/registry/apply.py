@@ -111,14 +111,14 @@ def _roll_back_hot_journal(db: Path) -> None:
 
 
 def installed_meta(db: Path) -> dict[str, Any]:
-    """The installed file's meta row; empty when there is none or it is unreadable (then
-    a snapshot replaces it)."""
+    """The installed file's meta row; empty when there is none, or it is unreadable or
+    implausible (then a snapshot replaces it)."""
     if not db.is_file():
         return {}
     try:
         conn = sqlite3.connect(db)
         try:
-            return read_meta(conn)
+            meta = read_meta(conn)
         finally:
             conn.close()
     except (sqlite3.Error, ValueError, TypeError, UnicodeDecodeError, OverflowError) as exc:
@@ -127,6 +127,14 @@ def installed_meta(db: Path) -> dict[str, Any]:
         log.warning("installed registry %s: metadata unreadable (%s); a snapshot will "
                     "replace it", db, exc)
         return {}
+    for key in ("version", "record_count"):
+        value = meta.get(key)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool)
+                                  or value < 0):
+            log.warning("installed registry %s: metadata %s is %r; a snapshot will "
+                        "replace it", db, key, value)
+            return {}
+    return meta
 
 
 def install_snapshot(db: Path, gz: Path, index: Index, *, source: str, now: datetime,
