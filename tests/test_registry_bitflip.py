@@ -28,7 +28,7 @@ from pathlib import Path
 from appliance.registry.integrity import DEFAULT_VERIFY_MINUTES
 from appliance.registry.lookup import Registry, is_stale
 from appliance.registry.record import OffenderRecord
-from appliance.responder import Policy, RegistryState, Templates, load_templates, respond
+from appliance.responder import Policy, RegistryState, load_templates, respond
 from tests.test_registry_support import Env, env, people, person
 
 __all__ = ["env"]

@@ -183,7 +183,7 @@ class _Fetcher(Urllib3Fetcher):
                 timeout=urllib3.Timeout(connect=gap, read=gap))
         except urllib3.exceptions.MaxRetryError as exc:
             if isinstance(exc.reason, urllib3.exceptions.TimeoutError):
-                if time.monotonic() >= deadline:
+                if time.monotonic() >= deadline - 0.05:
                     raise _DeadlineHit(f"{url}: no answer by its deadline") from exc
                 raise tuf_exc.SlowRetrievalError from exc
             raise
