@@ -509,9 +509,9 @@ class Service:
             self.alarms.clear("registry_corrupt")
         else:
             integrity = getattr(self, "integrity", None)
-            if view.info.exists and not view.info.usable and self.registry.corrupt is None \
-                    and integrity is not None:
-                integrity.verify()  # damaged metadata: mark corrupt and repair (once)
+            if (not view.info.usable and self.registry.corrupt is None
+                    and integrity is not None and self.config.registry_path.exists()):
+                integrity.verify()  # a damaged file or metadata: mark corrupt and repair
             self.alarms.raise_("registry_" + view.state.name.lower(),
                                f"registry at {view.info.path} is {view.state.name.lower()}")
         pending = self.store.pending_count()

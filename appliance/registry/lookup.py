@@ -28,14 +28,14 @@ import os
 import sqlite3
 import threading
 import time
-from dataclasses import dataclass
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from appliance.errors import RegistryError
-from appliance.registry.models import SCHEMA_VERSION, OFFENDER_COLUMNS, from_iso, row_to_record
+from appliance.registry.models import OFFENDER_COLUMNS, SCHEMA_VERSION, from_iso, row_to_record
 from appliance.registry.record import OffenderRecord
 from appliance.registry.seal import Verification, record_digest, verify_file
 
@@ -293,8 +293,8 @@ class Registry:
                     # would answer "no record" to everyone until the next verification.
                     empty = not conn.execute("SELECT EXISTS (SELECT 1 FROM offender)"
                                              ).fetchone()[0]
-                except (RegistryError, sqlite3.Error) as exc:
-                    self._close()
+                except (RegistryError, sqlite3.Error, ValueError) as exc:
+                    self._close()  # ValueError: undecodable UTF-8 in the meta row
                     return RegistryInfo(path=self.path, exists=False, error=str(exc))
             info = _info_from_row(self.path, row)
             if empty and info.usable and info.record_count:
