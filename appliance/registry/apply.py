@@ -156,8 +156,12 @@ def install_snapshot(db: Path, gz: Path, index: Index, *, source: str, now: date
                 raise SyncError(f"snapshot {gz.name} failed its checks: {'; '.join(problems)};"
                                 " the current registry is kept, report this to the publisher")
             removal = compare(conn, db)
-            if removal.is_mass(max_removal_percent) and index.mass_removal_between(
-                    installed_version, index.version) is None:
+            reason = signed_reason(index.mass_removal_between(installed_version,
+                                                              index.version))
+            if removal.is_mass(max_removal_percent) and reason is not None:
+                log.warning("snapshot v%d %s: installed on the publisher's signed decision "
+                            "(%s)", index.version, removal.describe(), reason)
+            elif removal.is_mass(max_removal_percent):
                 raise UnsignedMassRemoval(
                     f"snapshot v{index.version} {removal.describe()} and the signed index "
                     "carries no mass-removal decision for it: refused, the current "
@@ -243,7 +247,11 @@ def apply_delta(db: Path, path: Path, ref: DeltaRef, *, source: str, now: dateti
                 raise DeltaUnusable(f"{path.name} left {active} active records, "
                                     f"expected {header.record_count}")
             removal = Removal(int(before), header.removals, int(active))
-            if removal.is_mass(max_removal_percent) and signed_reason(header.removal) is None:
+            reason = signed_reason(header.removal)
+            if removal.is_mass(max_removal_percent) and reason is not None:
+                log.warning("%s %s: applied on the publisher's signed decision (%s)",
+                            path.name, removal.describe(), reason)
+            elif removal.is_mass(max_removal_percent):
                 raise UnsignedMassRemoval(
                     f"{path.name} {removal.describe()} and its signed header carries no "
                     "mass-removal decision: refused, the current registry is kept; report "
