@@ -25,6 +25,8 @@ import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import pytest
+
 from appliance.registry.integrity import DEFAULT_VERIFY_MINUTES
 from appliance.registry.lookup import Registry, is_stale
 from appliance.registry.record import OffenderRecord
@@ -119,7 +121,12 @@ def flip(path: Path, bit: int) -> None:
         fh.write(bytes([byte ^ (1 << (bit % 8))]))
 
 
-def test_bit_flip_campaign(env: Env) -> None:
+@pytest.mark.parametrize("mode", ["running", "restart"])
+def test_bit_flip_campaign(env: Env, mode: str) -> None:
+    """``running``: the bit flips under a unit that verified the file before (SD-card rot
+    in service; the lookup connection is reopened so SQLite reads the flipped page).
+    ``restart``: a unit starts on the damaged file (a fresh copy, a fresh Registry) and has
+    not verified it yet -- the window until its start-up verification."""
     started = time.monotonic()
     rows = people(ACTIVE)
     env.publish(rows)
@@ -140,25 +147,29 @@ def test_bit_flip_campaign(env: Env) -> None:
 
     before, after = Tally(), Tally()
     detected = repairs = repair_failures = harmless = seen_by_lookup = 0
-    corrupt_seen: list[str] = []
+    running = Registry(env.db)
+    assert running.verify().ok
     for bit in positions:
-        # A fresh copy (new inode, as a repair leaves) for each flip, then one flipped bit.
-        tmp = env.db.with_name("flip.tmp")
-        shutil.copyfile(pristine, tmp)
-        os.replace(tmp, env.db)
+        if mode == "restart":
+            # A fresh copy (new inode, as a repair leaves), then one flipped bit.
+            tmp = env.db.with_name("flip.tmp")
+            shutil.copyfile(pristine, tmp)
+            os.replace(tmp, env.db)
         flip(env.db, bit)
         extra = sorted(named_cnics(env.db) - set(actives))
         cnics = actives + innocents + extra
-        registry = Registry(env.db, on_corrupt=corrupt_seen.append)
-        try:
-            ask(registry, cnics, truth_records, before)
-            seen_by_lookup += registry.corrupt is not None
-            verification = registry.verify()
-            ask(registry, cnics, truth_records, after)
-        finally:
+        registry = running if mode == "running" else Registry(env.db)
+        registry.close()  # the next lookup reopens: SQLite's page cache cannot hide the flip
+        ask(registry, cnics, truth_records, before)
+        seen_by_lookup += registry.corrupt is not None
+        verification = registry.verify()
+        ask(registry, cnics, truth_records, after)
+        if registry is not running:
             registry.close()
         if verification.ok and registry.corrupt is None:
             harmless += 1
+            if mode == "running":
+                flip(env.db, bit)  # back to the signed bytes, same inode
             continue
         detected += 1
         # The service's repair: a sync that finds the installed content failing
@@ -169,19 +180,22 @@ def test_bit_flip_campaign(env: Env) -> None:
             repair_failures += 1
             print(f"repair failed after flipping bit {bit}: {exc!r}")
             continue
-        with Registry(env.db) as repaired:
-            try:
-                ok = repaired.verify().ok and all(
-                    repaired.lookup(c) == truth_records[c] for c in actives)
-            except Exception as exc:
-                print(f"not repaired after flipping bit {bit} (byte {bit // 8}): {exc!r}; "
-                      f"verification before: {verification}")
-                ok = False
+        repaired = running if mode == "running" else Registry(env.db)
+        try:
+            ok = repaired.verify().ok and all(
+                repaired.lookup(c) == truth_records[c] for c in actives)
+        except Exception as exc:
+            print(f"not repaired after flipping bit {bit} (byte {bit // 8}): {exc!r}; "
+                  f"verification before: {verification}")
+            ok = False
+        if repaired is not running:
+            repaired.close()
         repairs += ok
         repair_failures += not ok
+    running.close()
 
     seconds = time.monotonic() - started
-    print(f"FIGURES bitflip flips={FLIPS} file_bytes={size_bits // 8} seed={SEED} "
+    print(f"FIGURES bitflip mode={mode} flips={FLIPS} file_bytes={size_bits // 8} seed={SEED} "
           f"queries={before.queries + after.queries} false_convict="
           f"{before.false_convict + after.false_convict} crashes="
           f"{before.crashes + after.crashes} no_record_active_before_verify="
@@ -193,5 +207,7 @@ def test_bit_flip_campaign(env: Env) -> None:
         before.false_examples + after.false_examples
     assert before.crashes + after.crashes == 0, before.crash_examples + after.crash_examples
     assert after.no_record_active == 0
+    if mode == "running":  # the verified CNICs answer for a row lost since: no window
+        assert before.no_record_active == 0
     assert repairs == detected and repair_failures == 0
     assert detected > 0 and harmless > 0  # the campaign did hit content and free space

@@ -15,7 +15,11 @@ unavailable" (DESIGN.md decision 6). :func:`is_stale` applies the same rule to a
 
 Every row a lookup reads is checked against its signed record digest (``seal.py``) before
 it can become a verdict, and :meth:`Registry.verify` checks the whole content against the
-signed content digest. Either failure makes the registry *corrupt*: every later lookup
+signed content digest. A verification that passes also keeps the file's active CNICs as
+sorted 64-bit integers (8 MB at 1M records): a lookup that finds nothing, in the same
+file at the same signed content, asks them, so a row lost since (a CNIC digit flipped
+on the card, a page gone) is "unavailable" at once instead of "no record" until the next
+verification. It costs a no-record lookup one point query on ``registry_seal``. Either failure makes the registry *corrupt*: every later lookup
 raises :class:`RegistryCorrupt` (so the citizen is told "service temporarily unavailable")
 until a verification of the file at ``path`` passes again, which is what the repair
 (a fresh snapshot) brings. ``on_corrupt(message)`` is told once per transition.
@@ -28,6 +32,8 @@ import os
 import sqlite3
 import threading
 import time
+from array import array
+from bisect import bisect_left
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -129,6 +135,7 @@ class Registry:
         self._corrupt: str | None = None
         self._verified_mono = 0.0
         self._verified: tuple[tuple[object, ...] | None, Verification] | None = None
+        self._active: tuple[tuple[object, ...] | None, array[int]] | None = None
 
     # -- public API -----------------------------------------------------------------------
 
@@ -144,8 +151,10 @@ class Registry:
                 raise RegistryCorrupt(self._corrupt)
             conn = self._current()
             failure: Exception | None = None
+            lost = False
             try:
                 row = conn.execute(_SELECT, (cnic,)).fetchone()
+                lost = row is None and self._verified_holds(conn, cnic)
             except (sqlite3.Error, ValueError) as exc:  # ValueError: undecodable UTF-8
                 self._close()
                 failure = exc
@@ -157,10 +166,29 @@ class Registry:
                 # A malformed page, undecodable text, a missing table: the file is damaged.
                 self._mark_corrupt(message)
             raise RegistryError(message) from failure
+        if lost:
+            self._mark_corrupt(f"registry {self.path}: an active record the last "
+                               "verification saw is gone; every query is answered 'service "
+                               "temporarily unavailable' until a fresh snapshot is installed")
+            assert self._corrupt is not None
+            raise RegistryCorrupt(self._corrupt)
         if row is None:
             return None
         record = self._checked(cnic, row)
         return record if record.is_active else None
+
+    def _verified_holds(self, conn: sqlite3.Connection, cnic: str) -> bool:
+        """True when the last passed verification of this very file (same inode, same
+        signed content digest) saw ``cnic`` active. Called under the lock."""
+        kept = self._active
+        if kept is None or self._identity is None or not cnic.isdigit():
+            return False
+        seal = conn.execute("SELECT content_digest FROM registry_seal WHERE id = 1").fetchone()
+        if (*self._identity, None if seal is None else seal[0]) != kept[0]:
+            return False  # another file or version: nothing to compare with yet
+        number = int(cnic)
+        index = bisect_left(kept[1], number)
+        return index < len(kept[1]) and kept[1][index] == number
 
     def _checked(self, cnic: str, row: tuple[Any, ...]) -> OffenderRecord:
         """The record of ``row`` if it is exactly what the publisher signed."""
@@ -195,10 +223,10 @@ class Registry:
         on the file now at ``path`` clears that. Runs on its own connection: lookups go
         on meanwhile."""
         before = self._file_identity()
-        result = verify_file(self.path, expected)
+        result = verify_file(self.path, expected, collect_active=True)
         after = self._file_identity()
         if before != after:  # swapped or patched during the scan: judge the new file
-            result = verify_file(self.path, expected)
+            result = verify_file(self.path, expected, collect_active=True)
         if result.ok:
             # The content digest does not cover the times in registry_meta.
             info = self.info()
@@ -208,6 +236,8 @@ class Registry:
         with self._lock:
             self._verified = (after, result)
             self._verified_mono = time.monotonic()
+            self._active = (after, result.active) if result.ok and result.active is not None \
+                else None
             if result.ok:
                 if self._corrupt is not None:
                     log.warning("registry %s verified again (%d rows): verdicts resume",
@@ -254,13 +284,12 @@ class Registry:
             conn = sqlite3.connect(self.path, isolation_level=None)
             try:
                 conn.execute("PRAGMA query_only = 1")
-                conn.text_factory = bytes  # a damaged digest must not raise here
                 row = conn.execute("SELECT content_digest FROM registry_seal "
                                    "WHERE id = 1").fetchone()
             finally:
                 conn.close()
-        except (sqlite3.Error, ValueError):
-            row = None
+        except (sqlite3.Error, ValueError):  # ValueError: a damaged, undecodable digest
+            row = ("unreadable",)
         return (st.st_dev, st.st_ino, None if row is None else row[0])
 
     def _mark_corrupt(self, message: str) -> None:

@@ -31,8 +31,9 @@ import hashlib
 import json
 import sqlite3
 import time
+from array import array
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -60,8 +61,8 @@ _TYPES_OK = " AND ".join(
     + [f"typeof(o.{c}) IN ('text', 'null')" for c in ("recorded_on", "updated_on")]
     + ["typeof(d.digest) = 'text'"])
 _STREAM = (f"SELECT CASE WHEN {_TYPES_OK} THEN {_FIELDS_SQL} || x'1f' || d.digest || x'1e' "
-           "END FROM offender o LEFT JOIN offender_digest d ON d.cnic = o.cnic "
-           "ORDER BY o.cnic")
+           "END, o.cnic, o.status = 'active' FROM offender o "
+           "LEFT JOIN offender_digest d ON d.cnic = o.cnic ORDER BY o.cnic")
 
 
 def canonical(values: Sequence[object]) -> bytes | None:
@@ -139,8 +140,10 @@ def write_seal(conn: sqlite3.Connection, *, version: int | None, record_count: i
                                                           sort_keys=True)))
 
 
-def content_digest(conn: sqlite3.Connection) -> tuple[str, int]:
-    """(content digest, rows) of the ``offender`` table as it is now in ``conn``.
+def content_digest(conn: sqlite3.Connection,
+                   active: array[int] | None = None) -> tuple[str, int]:
+    """(content digest, rows) of the ``offender`` table as it is now in ``conn``; when
+    ``active`` is given, the active CNICs are appended to it as integers, in order.
 
     Raises sqlite3.Error on an unreadable file; a row without a record digest (or with a
     field that is not text) makes the digest differ instead of raising.
@@ -155,6 +158,10 @@ def content_digest(conn: sqlite3.Connection) -> tuple[str, int]:
             rows += len(batch)
             digest.update(b"".join(r[0] if isinstance(r[0], bytes) else b"\x00" + repr(
                 r[0]).encode() for r in batch))
+            if active is not None:
+                # A damaged CNIC fails the digest anyway; int() just must not stop us.
+                active.extend(int(r[1]) for r in batch
+                              if r[2] and isinstance(r[1], bytes) and r[1].isdigit())
     finally:
         conn.text_factory = saved
     return digest.hexdigest(), rows
@@ -192,9 +199,12 @@ class Verification:
     seconds: float
     version: int | None = None
     content_digest: str | None = None
+    #: The verified file's active CNICs as sorted integers (8 bytes each), when asked for.
+    active: array[int] | None = field(default=None, repr=False, compare=False)
 
 
-def verify_content(conn: sqlite3.Connection, expected: str | None = None) -> Verification:
+def verify_content(conn: sqlite3.Connection, expected: str | None = None, *,
+                   collect_active: bool = False) -> Verification:
     """Check the content of ``conn``'s registry against its seal (and ``expected``, a
     content digest from signed metadata, when given). Never raises."""
     started = time.monotonic()
@@ -217,7 +227,8 @@ def verify_content(conn: sqlite3.Connection, expected: str | None = None) -> Ver
         if meta is None or meta[0] != seal.version:
             return failed(f"registry_meta says version {meta and meta[0]!r}, the seal "
                           f"{seal.version!r}", version=seal.version)
-        digest, rows = content_digest(conn)
+        cnics = array("q") if collect_active else None
+        digest, rows = content_digest(conn, cnics)
         if digest != seal.content_digest or rows != seal.record_count:
             return failed(f"content digest of {rows} rows differs from the signed one "
                           f"({seal.record_count} rows)", rows, seal.version)
@@ -228,10 +239,12 @@ def verify_content(conn: sqlite3.Connection, expected: str | None = None) -> Ver
                           f"holds {active}", rows, seal.version)
     except (sqlite3.Error, MemoryError, ValueError, OverflowError) as exc:
         return failed(f"unreadable while verifying ({type(exc).__name__}: {exc})")
-    return Verification(True, None, rows, time.monotonic() - started, seal.version, digest)
+    return Verification(True, None, rows, time.monotonic() - started, seal.version, digest,
+                        cnics)
 
 
-def verify_file(path: Path, expected: str | None = None) -> Verification:
+def verify_file(path: Path, expected: str | None = None, *,
+                collect_active: bool = False) -> Verification:
     """:func:`verify_content` on a fresh connection to ``path`` (read-write open with
     ``query_only``, as in ``lookup.py``: a hot journal must be rolled back, not read)."""
     if not path.is_file():
@@ -243,7 +256,7 @@ def verify_file(path: Path, expected: str | None = None) -> Verification:
     try:
         conn.execute("PRAGMA busy_timeout = 5000")
         conn.execute("PRAGMA query_only = 1")
-        return verify_content(conn, expected)
+        return verify_content(conn, expected, collect_active=collect_active)
     except (sqlite3.Error, ValueError) as exc:
         return Verification(False, f"cannot read {path} ({exc})", 0, 0.0)
     finally:
