@@ -1,17 +1,20 @@
 """Finding a damaged registry on its own, and having it repaired (issue 12, item 2).
 
 SD cards in the field corrupt. A lookup already refuses a row that does not match its
-signed record digest, but a row that *vanished* (a CNIC digit flipped, a page lost) just
-answers "no record" -- only a scan of the whole content against the signed content
-digest finds that. :class:`IntegrityWatch` runs that scan (``Registry.verify``):
+signed record digest, and a row that vanished from a file the unit had verified (the
+verified CNIC list, ``lookup.py``); what no lookup meets, and a file the unit has not
+verified yet, only a scan of the whole content against the signed content digest finds.
+:class:`IntegrityWatch` runs that scan (``Registry.verify``):
 
-* at start-up (as the scheduler's first job, so starting the service is not delayed);
+* at start-up: the service verifies before its first answer (1.6 s at 1M records on the
+  dev box), and this watch then alarms and repairs a failure; without that, as the
+  scheduler's first job;
 * whenever the file at the registry path is not the one last verified (a sync, perhaps a
   technician's in another process, replaced or patched it), checked every
   ``change_check_s`` seconds at the cost of one ``stat()`` and one small query;
-* every ``interval_minutes`` (:data:`DEFAULT_VERIFY_MINUTES`). This interval is the bound
-  on how long a lost row can answer "no record"; docs/registry.md gives the measured cost
-  that chose it.
+* every ``interval_minutes`` (:data:`DEFAULT_VERIFY_MINUTES`): the bound on how long
+  damage no lookup meets stays unrepaired; docs/registry.md gives the measured cost that
+  chose it.
 
 A failure makes the registry corrupt (every query "service temporarily unavailable"),
 raises the ``registry_corrupt`` alarm and asks for a repair: a sync that finds the
@@ -24,7 +27,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from apscheduler.schedulers.base import BaseScheduler
@@ -36,10 +39,9 @@ from appliance.registry.seal import Verification
 
 log = logging.getLogger(__name__)
 
-#: Full verification interval. At 1,000,000 records one verification costs ~1.2 s of one
+#: Full verification interval. At 1,000,000 records one verification costs ~1.6 s of one
 #: core on the dev box (scripts/bench_registry.py); a Raspberry Pi 4 is taken as ~5x
-#: slower, so every 15 minutes is under 1 % of one core, and a lost row answers "no record"
-#: for at most 15 minutes.
+#: slower, so every 15 minutes is under 1 % of one core.
 DEFAULT_VERIFY_MINUTES = 15.0
 ALARM = "registry_corrupt"
 VERIFY, VERIFY_CHANGED, REPAIR = ("registry-verify", "registry-verify-changed",
@@ -72,14 +74,20 @@ class IntegrityWatch:
     def start(self) -> None:
         common: dict[str, Any] = {"replace_existing": True, "max_instances": 1,
                                   "coalesce": True, "misfire_grace_time": 60}
+        now = datetime.now(timezone.utc)
         if self.interval_minutes > 0:
+            # Right away, unless the owner verified at start-up already (the service does,
+            # before its first answer).
+            first = now if self.registry.last_verification() is None else \
+                now + timedelta(minutes=self.interval_minutes)
             self.scheduler.add_job(self.verify, IntervalTrigger(minutes=self.interval_minutes),
-                                   id=VERIFY, next_run_time=datetime.now(timezone.utc),
-                                   **common)
+                                   id=VERIFY, next_run_time=first, **common)
         if self.change_check_s > 0:
             self.scheduler.add_job(self.verify_if_changed,
                                    IntervalTrigger(seconds=self.change_check_s),
                                    id=VERIFY_CHANGED, **common)
+        if self.registry.corrupt is not None:  # found before this watch existed
+            self._corrupt_seen(self.registry.corrupt)
         log.info("registry verification every %g min (and after every change)",
                  self.interval_minutes)
 
