@@ -34,6 +34,7 @@ from appliance.config_schema import (
     LimitsConfig,
     LoggingConfig,
     ModemConfig,
+    PrivacyConfig,
     RegistryConfig,
     RepliesConfig,
     ReliabilityConfig,
@@ -45,7 +46,8 @@ from appliance.errors import ConfigError
 
 __all__ = [
     "AlarmsConfig", "AuditConfig", "Config", "ConfigError", "LimitsConfig", "LoggingConfig",
-    "ModemConfig", "RegistryConfig", "RepliesConfig", "ReliabilityConfig", "StatusConfig",
+    "ModemConfig", "PrivacyConfig", "RegistryConfig", "RepliesConfig", "ReliabilityConfig",
+    "StatusConfig",
     "UnitConfig", "config_from_dict", "config_from_text", "load_config",
 ]
 

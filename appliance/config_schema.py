@@ -301,6 +301,10 @@ class RepliesConfig:
     disclosure: str = key("full", doc="full = name and parentage; hit-only = no names",
                           choices=("full", "hit-only"), what="a disclosure level")
     max_cnics: int = key(3, doc="most CNICs answered from one message", bounds=(1, 10))
+    # appliance.reply_budget checks at start that every reply the templates make fits.
+    max_parts: int = key(4, doc="most SMS parts in one reply; a longer verdict reply is "
+                         "sent without names, then without footers", unit="parts",
+                         bounds=(1, 10))
 
 
 @dataclass(frozen=True)
@@ -384,6 +388,17 @@ class AuditConfig:
 
 
 @dataclass(frozen=True)
+class PrivacyConfig:
+    """[privacy]: how long the message store keeps what identifies a person."""
+
+    # appliance.retention: text and PDUs erased, numbers replaced by keyed pseudonyms.
+    message_retention_days: float = key(
+        7.0, doc="SMS text, PDUs and phone numbers are kept this long after the message "
+        "is answered or the reply has left, then redacted (also the audit log's senders)",
+        unit="days", bounds=(0, 365))
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole validated configuration of one unit (``appliance.toml``).
 
@@ -403,6 +418,7 @@ class Config:
     status: StatusConfig = field(default_factory=StatusConfig)
     alarms: AlarmsConfig = field(default_factory=AlarmsConfig)
     audit: AuditConfig = field(default_factory=AuditConfig)
+    privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
 
     @property
     def registry_path(self) -> Path:
