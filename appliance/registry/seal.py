@@ -48,7 +48,8 @@ DIGEST_HEX = 32
 _HEX = frozenset("0123456789abcdef")
 _BATCH = 4096
 
-# The stream, built by SQLite itself: one string per row, no Python tuple per field.
+# The stream, built by SQLite itself: one string per row (with the CNIC and whether it is
+# active, for the verified CNIC list of lookup.py), not one Python object per field.
 _FIELDS_SQL = " || x'1f' || ".join(
     f"coalesce(o.{c}, '')" if c in ("recorded_on", "updated_on") else f"o.{c}"
     for c in OFFENDER_COLUMNS)
