@@ -210,7 +210,7 @@ def _registry(config: Any) -> Iterator[Check]:
 
     with Registry(config.registry_path) as reg:
         info = reg.info()
-        # The whole content against the publisher's signed digest (one scan: ~1.6 s at 1M
+        # The whole content against the publisher's signed digest (one scan: ~2.4 s at 1M
         # records on the dev box); SQLite's integrity_check would not see a changed digit.
         verification = reg.verify() if info.usable else None
     now = datetime.now(timezone.utc)

@@ -145,7 +145,7 @@ class Service:
             log.warning("%d repl(ies) were on the air when the unit stopped; sending them "
                         "again (at-least-once)", resent)
         if self.config.registry_path.exists():
-            # Verified before the first answer (1.6 s at 1M records on the dev box): a row
+            # Verified before the first answer (2.4 s at 1M records on the dev box): a row
             # lost while the unit was off must not answer "no record" (registry/integrity.py
             # alarms and repairs a failure once the scheduler runs).
             self.registry.verify()

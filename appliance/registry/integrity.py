@@ -6,7 +6,7 @@ verified CNIC list, ``lookup.py``); what no lookup meets, and a file the unit ha
 verified yet, only a scan of the whole content against the signed content digest finds.
 :class:`IntegrityWatch` runs that scan (``Registry.verify``):
 
-* at start-up: the service verifies before its first answer (1.6 s at 1M records on the
+* at start-up: the service verifies before its first answer (2.4 s at 1M records on the
   dev box), and this watch then alarms and repairs a failure; without that, as the
   scheduler's first job;
 * whenever the file at the registry path is not the one last verified (a sync, perhaps a
@@ -39,9 +39,9 @@ from appliance.registry.seal import Verification
 
 log = logging.getLogger(__name__)
 
-#: Full verification interval. At 1,000,000 records one verification costs ~1.6 s of one
+#: Full verification interval. At 1,000,000 records one verification costs ~2.4 s of one
 #: core on the dev box (scripts/bench_registry.py); a Raspberry Pi 4 is taken as ~5x
-#: slower, so every 15 minutes is under 1 % of one core.
+#: slower, so every 15 minutes is about 1.3 % of one core.
 DEFAULT_VERIFY_MINUTES = 15.0
 ALARM = "registry_corrupt"
 VERIFY, VERIFY_CHANGED, REPAIR = ("registry-verify", "registry-verify-changed",

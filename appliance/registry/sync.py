@@ -92,8 +92,8 @@ ProgressCallback = Callable[[str, int, int], None]
 Verifier = Callable[[str | None], Verification]
 
 #: Deadlines (issue 12, item 5). A file may take FILE_DEADLINE_S plus its signed maximum
-#: length at MIN_RATE (32 KB/s, a poor EDGE link: a 45 MB snapshot of 1M records gets
-#: 25 min); a whole sync SYNC_DEADLINE_S. The gap timeout between bytes stays
+#: length at MIN_RATE (32 KB/s, a poor EDGE link: a 71 MB snapshot of 1M records gets
+#: 37 min); a whole sync SYNC_DEADLINE_S. The gap timeout between bytes stays
 #: ``socket_timeout``.
 FILE_DEADLINE_S = 60.0
 MIN_RATE = 32 * 1024
