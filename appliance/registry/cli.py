@@ -141,7 +141,8 @@ def _guarded(handler: Handler) -> Handler:
         try:
             return int(handler(args))
         except ApplianceError as exc:
-            print(f"error: {exc}", file=sys.stderr)
+            from appliance.credentials import redact_credentials
+            print(f"error: {redact_credentials(str(exc))}", file=sys.stderr)
             return 1
     run.__name__ = handler.__name__
     run.__doc__ = handler.__doc__

@@ -55,6 +55,7 @@ from tuf.api import exceptions as tuf_exc
 from tuf.api.metadata import Metadata, TargetFile
 from tuf.ngclient import Updater, Urllib3Fetcher
 
+from appliance.credentials import redact_credentials
 from appliance.errors import (
     ConfigError,
     FreezeError,
@@ -273,6 +274,9 @@ class RegistrySync:
         self.max_removal_percent = max_removal_percent
         self._deadline = 0.0
         self.url = repository_url.rstrip("/")
+        # What messages, the status file and registry_meta.source say: a password in the
+        # URL's user-info never leaves the fetcher.
+        self.shown_url = redact_credentials(self.url)
         self.trusted_root = Path(trusted_root)
         self.on_alarm = on_alarm
         self.on_clear = on_clear
@@ -309,7 +313,7 @@ class RegistrySync:
                 self._failed(exc)
                 raise
             except Exception as exc:  # an unforeseen failure must not skip the alarm
-                wrapped = SyncError(f"registry sync from {self.url} failed unexpectedly: "
+                wrapped = SyncError(f"registry sync from {self.shown_url} failed unexpectedly: "
                                     f"{exc!r}; the current registry is kept")
                 self._failed(wrapped)
                 raise wrapped from exc
@@ -354,7 +358,7 @@ class RegistrySync:
             updater.refresh()
             info = updater.get_targetinfo(INDEX_TARGET)
         if info is None:
-            raise SyncError(f"{self.url} lists no {INDEX_TARGET}: is repository_url the "
+            raise SyncError(f"{self.shown_url} lists no {INDEX_TARGET}: is repository_url the "
                             "publisher's `public` directory?")
         index = Index.from_json(self._download(updater, info, "index").read_bytes())
 
@@ -368,7 +372,7 @@ class RegistrySync:
                 from_version = None
         if from_version is not None and index.version < from_version:
             raise RollbackError(
-                f"{self.url} offers registry version {index.version}, older than the "
+                f"{self.shown_url} offers registry version {index.version}, older than the "
                 f"installed {from_version}: refusing (rollback); keeping version "
                 f"{from_version}")
         if from_version == index.version:
@@ -397,7 +401,7 @@ class RegistrySync:
                             raise DeltaUnusable(f"{ref.path} is missing on the server")
                         with self._translated(f"applying {ref.path}"):
                             count = apply_delta(
-                                db, path, ref, source=self.url, now=self.clock(),
+                                db, path, ref, source=self.shown_url, now=self.clock(),
                                 max_removal_percent=self.max_removal_percent)
                     return SyncResult("delta", from_version, index.version, count,
                                       time.monotonic() - started)
@@ -406,7 +410,7 @@ class RegistrySync:
                                 exc)
         path = self._download(updater, snapshot_info, f"snapshot v{index.version}")
         with self._translated(f"installing {index.snapshot}"):
-            count = install_snapshot(db, path, index, source=self.url, now=self.clock(),
+            count = install_snapshot(db, path, index, source=self.shown_url, now=self.clock(),
                                      installed_version=installed.get("version"),
                                      max_removal_percent=self.max_removal_percent)
         return SyncResult("snapshot", from_version, index.version, count,
@@ -457,7 +461,7 @@ class RegistrySync:
         with self._translated(f"looking up {path}"):
             info = updater.get_targetinfo(path)
         if info is None:
-            raise SyncError(f"{self.url}: the index names {path}, which the signed targets "
+            raise SyncError(f"{self.shown_url}: the index names {path}, which the signed targets "
                             "do not list; the publisher's repository is inconsistent")
         return info
 
@@ -491,7 +495,7 @@ class RegistrySync:
     @contextmanager
     def _translated(self, action: str) -> Iterator[None]:
         """python-tuf, urllib3 and OS errors -> the appliance's error tree."""
-        where = f"registry sync from {self.url}: {action}"
+        where = f"registry sync from {self.shown_url}: {action}"
         keep = "; the current registry is kept"
         try:
             yield
@@ -556,11 +560,13 @@ class RegistrySync:
 
     def _failed(self, exc: RegistryError) -> None:
         kind = alarm_kind(exc)
-        log.error("%s: %s", kind, exc)
-        record_attempt(self.paths, to_iso(self.clock()), error=(kind, str(exc)))
+        # A library's message (urllib3, python-tuf) may quote the full URL.
+        message = redact_credentials(str(exc))
+        log.error("%s: %s", kind, message)
+        record_attempt(self.paths, to_iso(self.clock()), error=(kind, message))
         if self.on_alarm is not None:
             try:
-                self.on_alarm(kind, str(exc))
+                self.on_alarm(kind, message)
             except Exception:  # an alarm sink's bug must not hide the sync failure
                 log.exception("on_alarm callback failed for %s", kind)
 
