@@ -16,8 +16,8 @@ import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from .credentials import RedactingFormatter, redact_credentials
-from .errors import ApplianceError, ConfigError
+from .credentials import RedactingFilter, RedactingFormatter, redact_credentials
+from .errors import ApplianceError, ConfigError, ServiceUnreachable
 
 DEFAULT_CONFIG = Path(os.environ.get("NSOR_CONFIG", "/etc/nsor/appliance.toml"))
 FIRMWARE_CONFIG = Path(__file__).resolve().parent.parent / "firmware_config"
@@ -25,32 +25,19 @@ FIRMWARE_CONFIG = Path(__file__).resolve().parent.parent / "firmware_config"
 log = logging.getLogger("appliance")
 
 
-class JournalFormatter(logging.Formatter):
-    """``<N>logger: message`` — systemd reads the ``<N>`` as the syslog priority
-    (SyslogLevelPrefix=yes is the default), and the journal adds its own timestamps."""
-
-    PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3,
-                logging.CRITICAL: 2}
-
-    def format(self, record: logging.LogRecord) -> str:
-        prio = self.PRIORITY.get(record.levelno, 7 if record.levelno < logging.INFO else 6)
-        text = f"<{prio}>{record.name}: {record.getMessage()}"
-        if record.exc_info:
-            text += "\n" + self.formatException(record.exc_info)
-        return text
-
-
 def setup_logging(verbose: int = 0, level: str = "INFO", fmt: str | None = None) -> None:
-    handler = logging.StreamHandler(sys.stderr)
+    from .journal import journal_handler
+
     if fmt is None:
         fmt = "journal" if os.environ.get("JOURNAL_STREAM") else "plain"
-    inner: logging.Formatter
+    handler: logging.Handler
     if fmt == "journal":
-        inner = JournalFormatter()
+        handler = journal_handler()  # native with fields under systemd, else <N> prefixes
     else:
-        inner = logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-                                  "%H:%M:%S")
-    handler.setFormatter(RedactingFormatter(inner))  # no repository password in the journal
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(RedactingFormatter(logging.Formatter(
+            "%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S")))
+    handler.addFilter(RedactingFilter())  # no repository password in the journal
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if verbose else getattr(logging, level, logging.INFO))
@@ -161,6 +148,8 @@ def _extensions() -> list[Callable[..., None]]:
         regs.append(tech_parsers)
     except ImportError:
         pass
+    from .fleet.centre import add_parsers as fleet_parsers
+    regs.append(fleet_parsers)
     return regs
 
 
@@ -185,8 +174,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         for line in exc.problems:
             print(f"error: {redact_credentials(line)}", file=sys.stderr)
-        print(f"{len(exc.problems)} problem(s) found; nothing was started.", file=sys.stderr)
+        from .wording import plural
+        print(f"{plural(len(exc.problems), 'problem', 'problems')} found; nothing was "
+              "started.", file=sys.stderr)
         return 2
+    except ServiceUnreachable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 3  # "not running", as `systemctl status` and `nsor status` say it
     except ApplianceError as exc:
         print(f"error: {redact_credentials(str(exc))}", file=sys.stderr)
         return 1

@@ -31,6 +31,7 @@ from appliance.config_schema import (
     AlarmsConfig,
     AuditConfig,
     Config,
+    FleetConfig,
     LimitsConfig,
     LoggingConfig,
     ModemConfig,
@@ -42,13 +43,14 @@ from appliance.config_schema import (
     UnitConfig,
     show_number,
 )
+from appliance.config_where import Locator
 from appliance.errors import ConfigError
 
 __all__ = [
     "AlarmsConfig", "AuditConfig", "Config", "ConfigError", "LimitsConfig", "LoggingConfig",
     "ModemConfig", "PrivacyConfig", "RegistryConfig", "RepliesConfig", "ReliabilityConfig",
     "StatusConfig",
-    "UnitConfig", "config_from_dict", "config_from_text", "load_config",
+    "UnitConfig", "config_from_dict", "config_from_text", "load_config", "FleetConfig",
 ]
 
 _BAD = object()  # a value that failed validation; its problem is already reported
@@ -79,13 +81,13 @@ def load_config(path: Path | str) -> Config:
         raise ConfigError(f"{name}: line {line}: not valid UTF-8; save the file as UTF-8") from exc
     source = path.absolute()
     return _build_config(_parse(text, name), source=source, source_name=name,
-                         base_dir=source.parent)
+                         base_dir=source.parent, text=text)
 
 
 def config_from_text(text: str, *, source_name: str = "<text>", base_dir: Path) -> Config:
     """Parse and validate TOML text, as :func:`load_config` does for a file."""
     return _build_config(_parse(text, source_name), source=None, source_name=source_name,
-                         base_dir=base_dir)
+                         base_dir=base_dir, text=text)
 
 
 def config_from_dict(data: Mapping[str, Any], *, source: Path | None = None,
@@ -119,21 +121,23 @@ def _parse(text: str, source_name: str) -> dict[str, Any]:
 
 
 class _Walk:
-    """The problems found so far in one configuration, each prefixed with its file name."""
+    """The problems found so far in one configuration, each prefixed with its file name and
+    placed by line and modem name (:mod:`appliance.config_where`)."""
 
-    def __init__(self, source_name: str) -> None:
+    def __init__(self, source_name: str, locator: Locator) -> None:
         self.source_name = source_name
+        self.locator = locator
         self.problems: list[str] = []
 
     def report(self, path: str, message: str) -> None:
-        self.problems.append(f"{self.source_name}: {path}: {message}")
+        self.problems.append(f"{self.source_name}: {self.locator.where(path)}: {message}")
 
 
 def _build_config(data: Mapping[str, Any], *, source: Path | None, source_name: str,
-                  base_dir: Path) -> Config:
-    walk = _Walk(source_name)
+                  base_dir: Path, text: str | None = None) -> Config:
     if not isinstance(data, Mapping):
         raise ConfigError(f"{source_name}: expected a table of sections, got {_show(data)}")
+    walk = _Walk(source_name, Locator(data, text))
     config = _build_section(Config, data, "", walk)
     if walk.problems or not isinstance(config, Config):
         raise ConfigError(walk.problems)
@@ -229,8 +233,9 @@ def _check_unique(cls: type, tables: Sequence[Any], where: str, walk: _Walk) -> 
             if ident is None:
                 continue
             if ident in seen:
+                first = walk.locator.describe(f"{where}[{seen[ident]}]", f.name)
                 walk.report(f"{where}[{i}].{f.name}", f"{_show(raw)} repeats the {f.name} of "
-                            f"{where}[{seen[ident]}]; each entry needs its own {f.name}")
+                            f"{first}; each entry needs its own {f.name}")
             else:
                 seen[ident] = i
 

@@ -54,3 +54,15 @@ class RedactingFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         return redact_credentials(self.inner.format(record))
+
+
+class RedactingFilter(logging.Filter):
+    """Redacts a record's message in place, for handlers that build their output without
+    a formatter (the native journald handler sends ``record.getMessage()`` as a field)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        clean = redact_credentials(message)
+        if clean != message:
+            record.msg, record.args = clean, ()
+        return True

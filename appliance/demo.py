@@ -24,6 +24,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .cnic import format_cnic, to_urdu_digits
+from .wording import plural
 
 FIRMWARE_CONFIG = Path(__file__).resolve().parent.parent / "firmware_config"
 
@@ -84,7 +85,7 @@ def run_demo(args: argparse.Namespace) -> int:
                 console.print(f"[cyan]→ {data['sender']} to {data['modem']}:[/] {data['text']}")
             elif event == "sent":
                 console.print(f"[green]← {data['modem']} to {data['recipient']} "
-                              f"({data['parts']} part(s)):[/] {data['text']}")
+                              f"({plural(data['parts'], 'part', 'parts')}):[/] {data['text']}")
             elif event == "ignored":
                 console.print(f"[yellow]· {data['modem']} ignored {data['sender']}: "
                               f"{data['reason']}[/]")

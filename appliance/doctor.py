@@ -25,6 +25,7 @@ from typing import Any, NamedTuple
 
 from .errors import ConfigError
 from .statuspage import disk_percent, fetch_status, fmt_bytes, fmt_duration
+from .wording import plural
 
 #: Earliest believable date: a Pi without RTC boots at 1970 or at its last shutdown.
 EARLIEST = datetime(2024, 1, 1, tzinfo=timezone.utc)
@@ -69,8 +70,28 @@ def disk_alarm(usage: Any, warn_percent: float, path: str = "") -> str | None:
             "remove old files, or move the data to a larger NSOR-DATA disk")
 
 
-def run_checks(config_path: Path, *, timeout: float = 3.0) -> Iterator[Check]:
-    """Every check, in the order a technician fixes things."""
+#: The configuration that provisioning installs and systemd runs. Checking *this* file
+#: means checking a unit meant for the field; a copy elsewhere is a rehearsal (the demo,
+#: simulated modems, a laptop).
+INSTALLED_CONFIG = Path("/etc/nsor/appliance.toml")
+
+
+def field_profile(config_path: Path, choice: bool | None = None) -> bool:
+    """The profile: ``choice`` when the technician gave one (``--field`` / ``--lab``),
+    else "field" exactly when the checked file is the installed configuration."""
+    if choice is not None:
+        return choice
+    try:
+        return Path(config_path).resolve() == INSTALLED_CONFIG.resolve()
+    except OSError:
+        return False
+
+
+def run_checks(config_path: Path, *, timeout: float = 3.0,
+               field: bool = False) -> Iterator[Check]:
+    """Every check, in the order a technician fixes things. With ``field``, what a unit
+    must not take to site (the demo root, no repository, the placeholder correction
+    number, the sample registry, no own_numbers) FAILs instead of WARNing."""
     from .config import load_config
 
     try:
@@ -83,7 +104,7 @@ def run_checks(config_path: Path, *, timeout: float = 3.0) -> Iterator[Check]:
         return
     enabled = config.enabled_modems
     yield Check(PASS if enabled else FAIL, "configuration",
-                f"{config_path} is valid, {len(enabled)} modem(s) enabled",
+                f"{config_path} is valid, {plural(len(enabled), 'modem', 'modems')} enabled",
                 "" if enabled else "add a [[modems]] table (`nsor probe` prints one)")
     yield from _modem_manager()
     snap, why = fetch_status(config.status.http_bind, timeout=2.0)
@@ -96,8 +117,8 @@ def run_checks(config_path: Path, *, timeout: float = 3.0) -> Iterator[Check]:
                     "opening the ports directly")
         for m in enabled:
             yield from _modem_direct(m, timeout)
-    yield from _registry(config)
-    yield from _deployment(config)
+    yield from _registry(config, field)
+    yield from _deployment(config, field)
     yield from _reply_budget(config)
     yield _disk(config)
     yield _data_dir(config)
@@ -204,7 +225,7 @@ def _modems_live(enabled: Any, snap: dict[str, Any]) -> Iterator[Check]:
             yield Check(FAIL, who, f"{state}: {err}", fix)
 
 
-def _registry(config: Any) -> Iterator[Check]:
+def _registry(config: Any, field: bool = False) -> Iterator[Check]:
     from .registry.lookup import CLOCK_SKEW, Registry, is_stale
     from .registry.status import sync_status
 
@@ -216,7 +237,8 @@ def _registry(config: Any) -> Iterator[Check]:
     now = datetime.now(timezone.utc)
     if not info.exists:
         yield Check(FAIL, "registry", f"no usable registry at {info.path} ({info.error})",
-                    "run `sudo nsor sync` (needs [registry] repository_url and internet)")
+                    "run `sudo nsor sync` (needs internet)" if config.registry.repository_url
+                    else SYNC_FIX)
         yield check_clock(now, None, CLOCK_SKEW)
         return
     if verification is None or not verification.ok:
@@ -228,13 +250,19 @@ def _registry(config: Any) -> Iterator[Check]:
     else:
         yield Check(PASS, "registry: intact", f"content matches the signed digest "
                     f"({verification.rows} records, {verification.seconds:.1f} s)")
-    if info.signed_at is not None:
+    sample = _is_sample(config.registry_path)
+    if sample:
+        yield Check(FAIL if field else WARN, "registry: verified", "is the SAMPLE registry "
+                    "(fictional people): citizens would get answers about test records",
+                    SYNC_FIX)
+    elif info.signed_at is not None:
         checked = (f", last confirmed current {info.verified_at:%Y-%m-%d %H:%M} UTC"
                    if info.verified_at else "")
         yield Check(PASS, "registry: verified", f"version {info.version}, {info.record_count} "
                     f"records, signed {info.signed_at:%Y-%m-%d %H:%M} UTC{checked}")
     else:
-        yield Check(WARN, "registry: verified", f"version {info.version} was imported by hand "
+        yield Check(WARN, "registry: verified", f"version {info.version or '(none)'} was "
+                    "imported by hand "
                     f"(source {info.source or '?'}), not signed by the publisher",
                     "run `sudo nsor sync` to install the signed registry")
     max_age = timedelta(hours=config.registry.max_age_hours)
@@ -251,8 +279,8 @@ def _registry(config: Any) -> Iterator[Check]:
     st = sync_status(config.registry_path)
     if st.get("consecutive_failures"):
         err = st.get("last_error") or {}
-        yield Check(WARN, "registry: last sync", f"{st['consecutive_failures']} failed "
-                    f"attempt(s): {err.get('message', '?')}",
+        yield Check(WARN, "registry: last sync", plural(st["consecutive_failures"],
+                    "failed attempt", "failed attempts") + f": {err.get('message', '?')}",
                     "`sudo nsor registry status` shows the details; `sudo nsor sync` retries")
     yield check_clock(now, info.signed_at, CLOCK_SKEW)
 
@@ -263,9 +291,31 @@ DEMO_ROOT_KEYID = "32410d8461f3e9e4940c12e81eb158bf215fcbc7877c65bf2ca0580875974
 PLACEHOLDER_CORRECTION = "0800-00000"
 
 
-def _deployment(config: Any) -> Iterator[Check]:
-    """What the shipped files leave for the operator to fill in before a unit goes live."""
+SYNC_FIX = ("set [registry] repository_url and flash the operator's registry_root.json, then "
+            "`sudo nsor sync` (docs/technician.md, \"Before you go to site\")")
+
+
+def _is_sample(registry_path: Path) -> bool:
+    """True when the installed registry holds the sample's fictional people (whatever
+    name it was imported under): one of them is looked up, by CNIC and name."""
+    from .registry.importer import SAMPLE_REGISTRY, demo_cnics
+    from .registry.lookup import Registry
+
+    try:
+        probe = demo_cnics(SAMPLE_REGISTRY).hits[0]
+        with Registry(registry_path) as reg:
+            record = reg.lookup(probe)
+    except Exception:  # no registry, a damaged one: the other checks say so
+        return False
+    return record is not None and str(record.name_en).startswith("Test Person")
+
+
+def _deployment(config: Any, field: bool = False) -> Iterator[Check]:
+    """What the shipped files leave for the operator to fill in before a unit goes live:
+    WARN on a rehearsal, FAIL in the field profile."""
     import json
+
+    must = FAIL if field else WARN
 
     syncing = bool(config.registry.repository_url)
     try:
@@ -278,11 +328,11 @@ def _deployment(config: Any) -> Iterator[Check]:
                         "(firmware_config/README-registry-keys.md)")
         keyids = set()
     if DEMO_ROOT_KEYID in keyids:
-        yield Check(WARN, "registry: trusted root", "is the DEMO root: no signed registry "
+        yield Check(must, "registry: trusted root", "is the DEMO root: no signed registry "
                     "will ever be accepted", "flash the operator's registry_root.json "
                     "(firmware_config/README-registry-keys.md)")
     if not syncing:
-        yield Check(WARN, "registry: sync", "repository_url is empty: the registry is never "
+        yield Check(must, "registry: sync", "repository_url is empty: the registry is never "
                     "updated and goes stale after max_age_hours",
                     "set [registry] repository_url to the publisher's address")
     try:
@@ -290,9 +340,14 @@ def _deployment(config: Any) -> Iterator[Check]:
     except OSError:
         replies = ""
     if PLACEHOLDER_CORRECTION in replies:
-        yield Check(WARN, "replies: correction number", f"still the placeholder "
+        yield Check(must, "replies: correction number", f"still the placeholder "
                     f"{PLACEHOLDER_CORRECTION}: citizens are told to call a number that "
                     "does not exist", f"set the real number in {config.replies.templates}")
+    if not config.unit.own_numbers:
+        yield Check(must, "unit: own numbers", "own_numbers is empty: two modems (or this "
+                    "unit and another) could answer each other in a loop",
+                    "put the SIMs' numbers in [unit] own_numbers (`sudo nsor probe` prints "
+                    "the line)")
 
 
 def _reply_budget(config: Any) -> Iterator[Check]:

@@ -16,6 +16,7 @@ modems happen to start (FIELD_NOTES: Pi practice).
 from __future__ import annotations
 
 import glob
+import json
 import logging
 import os
 import queue
@@ -265,16 +266,36 @@ def probe_all(ports: Sequence[str], *, baudrate: int = 115200, timeout: float = 
                                                   alias_dirs=alias_dirs), ports))
 
 
-def config_block(results: Sequence[ProbeResult], baudrate: int = 115200) -> str:
-    """Ready-to-paste ``[[modems]]`` tables for the ports that answered AT."""
+def modem_name(stable: str, taken: set[str]) -> str:
+    """The shipped configuration's naming: ``/dev/nsor/modemN`` (hub socket N+1) is
+    ``simN``; another port keeps its own short name when it is a valid one (a simulator's
+    ``sim2``); else the next free ``simN``."""
+    base = Path(stable).name.lower() if not is_url(stable) else ""
+    if base.startswith("modem"):
+        base = "sim" + base[len("modem"):]
+    if _NAME.fullmatch(base) and base not in taken:
+        return base
+    n = 0
+    while f"sim{n}" in taken:
+        n += 1
+    return f"sim{n}"
+
+
+def config_block(results: Sequence[ProbeResult], baudrate: int = 115200,
+                 config: Any = None) -> str:
+    """Ready-to-paste ``[[modems]]`` tables for the ports that answered AT. With ``config``
+    (the unit's configuration), a port it already has keeps that modem's name and only new
+    ports get a table."""
     blocks: list[str] = []
-    names: set[str] = set()
+    configured = {m.port: m.name for m in config.modems} if config is not None else {}
+    names: set[str] = set(configured.values())
     for res in (r for r in results if r.answered):
-        base = Path(res.stable).name.lower() if not is_url(res.stable) else ""
-        name = base if _NAME.fullmatch(base) and base not in names else f"modem{len(names)}"
-        while name in names:
-            name += "x"
+        known = configured.get(res.stable) or configured.get(res.port)
+        name = known or modem_name(res.stable, names)
         names.add(name)
+        if known:
+            blocks.append(f"# {name} ({res.stable}) is already in the configuration")
+            continue
         what = " ".join(x for x in (res.manufacturer, res.model) if x) or "modem"
         lines = [f"# {what}, IMEI {res.imei or '?'}, IMSI {res.imsi or '?'}"
                  + (f", number {res.number}" if res.number else "")
@@ -292,3 +313,25 @@ def config_block(results: Sequence[ProbeResult], baudrate: int = 115200) -> str:
                          "name (docs/technician.md, section 6)")
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks) + ("\n" if blocks else "")
+
+
+def own_numbers_line(results: Sequence[ProbeResult], config: Any = None) -> str:
+    """``own_numbers = [...]`` for ``[unit]``: the configuration's numbers and every SIM's
+    own number (``AT+CNUM``), with a note for the SIMs that do not store theirs."""
+    numbers: list[str] = list(config.unit.own_numbers) if config is not None else []
+    configured = {m.port: m.name for m in config.modems} if config is not None else {}
+    names: set[str] = set(configured.values())
+    unknown: list[str] = []
+    for res in (r for r in results if r.answered):
+        name = (configured.get(res.stable) or configured.get(res.port)
+                or modem_name(res.stable, names))
+        names.add(name)
+        if res.number and res.number not in numbers:
+            numbers.append(res.number)
+        elif not res.number:
+            unknown.append(name)
+    line = f"own_numbers = [{', '.join(json.dumps(n) for n in numbers)}]"
+    if unknown:
+        line += (f"\n# the SIM of {', '.join(unknown)} does not store its own number: send "
+                 "an SMS from it to a phone and add the number that phone shows")
+    return line + "\n"

@@ -23,17 +23,19 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from . import reply_budget, retention, systemd
+from . import __version__, journal, reply_budget, retention, systemd
 from .alarms import Alarms
+from .cnic import parse_message
 from .config import Config
+from .control import ControlServer, socket_path as control_socket_path
 from .credentials import redact_tree
 from .doctor import disk_alarm
 from .errors import ApplianceError, ConfigError, PduError
-from .guard import Guard
+from .guard import VERDICT_KINDS, Guard
 from .history import History, counts_since, sample
 from .modem import pdu as pdumod
 from .modem.bank import Bank, SlotSettings
@@ -44,7 +46,13 @@ from .registry.status import sync_status
 from .responder import (
     Policy, RegistryState, Templates, limit_reply, load_templates, respond,
 )
+from .service_requests import ServiceRequests
 from .store import Job, Outbound, Store, StoredPart, SubmittedPart, db, write_txn
+from .wording import plural
+
+if TYPE_CHECKING:  # the fleet link loads paho, so only when it is enabled
+    from .fleet.link import FleetLink
+    from .registry.schedule import RegistryScheduler
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +143,16 @@ class Service:
         self.health_check_s = health_check_s
         self.watchdog_grace_s = watchdog_grace_s
         self.stats = {"crash_resent": 0, "crash_sent": 0}
+        self.registry_scheduler: RegistryScheduler | None = None
+        # The fleet link (docs/fleet.md), off by default; paho is not even imported then.
+        self.fleet: FleetLink | None = None
+        if config.fleet.enabled:
+            from . import __version__
+            from .fleet.link import FleetLink
+
+            self.fleet = FleetLink(config.fleet, config.unit.name, alarms=self.alarms,
+                                   hash_number=self.guard.audit.sender_hash,
+                                   version=__version__)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -142,8 +160,9 @@ class Service:
         sent, resent = self.store.recover_after_crash()
         self.stats.update(crash_sent=sent, crash_resent=resent)
         if resent:
-            log.warning("%d repl(ies) were on the air when the unit stopped; sending them "
-                        "again (at-least-once)", resent)
+            log.warning("%s on the air when the unit stopped; sending %s again "
+                        "(at-least-once)", plural(resent, "reply was", "replies were"),
+                        "it" if resent == 1 else "them")
         if self.config.registry_path.exists():
             # Verified before the first answer (2.4 s at 1M records on the dev box): a row
             # lost while the unit was off must not answer "no record" (registry/integrity.py
@@ -182,6 +201,15 @@ class Service:
                 # The page is for technicians; citizens' answers must not depend on it.
                 self.status_server = None
                 self.alarms.raise_("status_page", str(exc))
+        self.control_server = None
+        try:
+            self.control_server = ControlServer(control_socket_path(self.config.unit.data_dir),
+                                                ServiceRequests(self).handlers())
+            self.control_server.start()
+        except ApplianceError as exc:
+            # `nsor balance` and `nsor ussd` are for technicians; citizens come first.
+            self.control_server = None
+            log.warning("%s; nsor balance and nsor ussd will not work", exc)
         from .registry.integrity import DEFAULT_VERIFY_MINUTES, IntegrityWatch
         repair = None
         if self.config.registry.repository_url:
@@ -196,23 +224,32 @@ class Service:
                 verifier=lambda expected: self.registry.verify_recent(
                     expected, DEFAULT_VERIFY_MINUTES * 60))
             # The service raises the stale-registry alarm itself (_check_health).
-            registry_jobs = RegistryScheduler.from_config(
+            registry_jobs = self.registry_scheduler = RegistryScheduler.from_config(
                 self.config.registry, sync, scheduler=self.scheduler, stale_check_minutes=0)
             registry_jobs.start()
             repair = lambda: registry_jobs.run("repair")  # noqa: E731
+        if self.fleet is not None:
+            self.fleet.start(self.snapshot, installed_version=lambda: self.registry_view(
+                max_age_s=0).info.version, sync_now=(self.registry_scheduler.run
+                                                     if self.registry_scheduler else None))
         self.integrity = IntegrityWatch(self.registry, self.scheduler,
                                         on_alarm=self.alarms.raise_,
                                         on_clear=self.alarms.clear, repair=repair)
         self.integrity.start()
         self._check_reply_names()
-        log.info("service started: %d modem(s), registry %s", len(self.modems),
-                 self.registry_view().state.name)
+        log.info("service started: %s, registry %s",
+                 plural(len(self.modems), "modem", "modems"), self.registry_view().state.name)
 
     def stop(self) -> None:
         self._stop.set()
+        if self.fleet is not None:
+            self.fleet.stop()
         server = getattr(self, "status_server", None)
         if server is not None:
             server.stop()
+        control = getattr(self, "control_server", None)
+        if control is not None:
+            control.stop()
         try:
             self.scheduler.shutdown(wait=False)
         except Exception:  # not started
@@ -280,10 +317,11 @@ class Service:
     def on_inbound(self, modem: str, pdu_hex: str, decoded: Any) -> None:
         key = pdumod.pdu_hash(pdu_hex)
         if isinstance(decoded, PduError):
-            _, created = self.store.record_inbound(modem=modem, pdu_hash=key, pdu=pdu_hex,
+            qid, created = self.store.record_inbound(modem=modem, pdu_hash=key, pdu=pdu_hex,
                                                    status="quarantined", reason=str(decoded))
             if created:
-                log.warning("modem %s: undecodable SMS quarantined (%s)", modem, decoded)
+                journal.sms_in(modem=modem, sender=None, cnic_hmacs=(), verdict="quarantined",
+                               parts=1, inbound_ids=[qid], reason=str(decoded)).log()
             return
         d: pdumod.Deliver = decoded
         concat = d.concat if d.concat is not None and d.concat.total > 1 else None
@@ -353,9 +391,14 @@ class Service:
         if not verdict.answer:
             self.store.set_inbound_status(ids, "ignored", reason=verdict.reason)
             self.guard.record_ignored(sender, verdict, ids, modem, text)
-            log.info("modem %s: not answering inbound %s: %s", modem, ids, verdict.reason)
-            return lambda: self._emit("ignored", modem=modem, sender=sender,
-                                      reason=verdict.reason)
+            line = journal.sms_in(modem=modem, sender=sender, cnic_hmacs=self._hmacs(text),
+                                  verdict="ignored", parts=len(ids), inbound_ids=ids,
+                                  reason=verdict.reason)
+
+            def ignored() -> None:
+                line.log()
+                self._emit("ignored", modem=modem, sender=sender, reason=verdict.reason)
+            return ignored
         view = self.registry_view()
         if verdict.limit_reply:
             reply = limit_reply(self.templates, self.policy)
@@ -366,10 +409,19 @@ class Service:
         oid = self.store.queue_reply(recipient=recipient, text=reply.text, parts=parts,
                                      preferred_modem=modem, inbound_ids=ids, kind=reply.kind)
         self.guard.record(sender, reply, ids, oid, modem)
+        if self.fleet is not None and reply.kind in VERDICT_KINDS:
+            self.fleet.record_hits(reply.verdicts, recipient, modem)  # rows, in this txn
+        line = journal.sms_in(modem=modem, sender=sender,
+                              cnic_hmacs=self._hmacs(text if verdict.limit_reply else "",
+                                                     reply.cnics),
+                              verdict=reply.kind, parts=len(ids), inbound_ids=ids, reply_id=oid)
 
         def after() -> None:
+            line.log()
             with self._replies_lock:  # counted once committed: a rolled-back reply never left
                 self.replies_total[reply.kind] = self.replies_total.get(reply.kind, 0) + 1
+            if self.fleet is not None:
+                self.fleet.wake()
             if reply.kind == "unavailable" and view.state is not RegistryState.OK:
                 self.alarms.raise_("registry_" + view.state.name.lower(),
                                    "registry is " + view.state.name.lower()
@@ -378,6 +430,11 @@ class Service:
                        kind=reply.kind, id=oid)
             self.bank.poke(modem)
         return after
+
+    def _hmacs(self, text: str, cnics: tuple[str, ...] = ()) -> list[str]:
+        """The audit log's keyed hash of each CNIC asked (never the CNIC) for the journal."""
+        asked = cnics or parse_message(text, max_cnics=self.config.replies.max_cnics).cnics
+        return [self.guard.audit.cnic_hash(c) for c in asked]
 
     def _answer_now(self, modem: str, ids: list[int], sender: str, sender_type: str | None,
                     text: str) -> None:
@@ -390,7 +447,8 @@ class Service:
         and requeue replies whose modem never came back to say whether they left."""
         stuck = self.store.requeue_stuck(time.time() - STUCK_SENDING_S)
         if stuck:
-            log.warning("%d repl(ies) stuck in 'sending' (modem gone); sending again", stuck)
+            log.warning("%s stuck in 'sending' (modem gone); sending again",
+                        plural(stuck, "reply", "replies"))
             self.bank.poke(None)
         for row in self.store.inbound_with_status("new", older_than=time.time() - 1):
             try:
@@ -472,6 +530,7 @@ class Service:
             self.store.move(job.outbound_id, State.SENT, sent_at=now, last_error=None)
             self.bank.send_succeeded(job.modem)
             self.alarms.clear("reply_failed")  # replies are leaving again
+            self._journal_reply(job, "sent", len(parts))
             self._emit("sent", modem=job.modem, recipient=job.recipient, text=job.text,
                        id=job.outbound_id, parts=len(parts))
             return
@@ -502,13 +561,31 @@ class Service:
             self.store.move(job.outbound_id, State.FAILED, last_error=reason)
             self.bank.send_failed(job.modem, modem_fault=False, reason=reason)
             self.alarms.raise_("reply_failed", f"reply {job.outbound_id} failed after "
-                               f"{job.attempt} attempt(s): {reason}")
+                               f"{plural(job.attempt, 'attempt', 'attempts')}: {reason}")
         else:
             self.store.move(job.outbound_id, State.RETRY, last_error=reason,
                             next_attempt_at=now + self.backoff.delay(job.attempt))
             self.bank.send_failed(job.modem, modem_fault=False, reason=reason)
+        self._journal_reply(job, None, len(parts), reason)
         self._emit("failed", modem=job.modem, id=job.outbound_id, error=reason,
                    error_class=cls.value)
+
+    def _journal_reply(self, job: Job, outcome: str | None, parts_sent: int,
+                       error: str = "") -> None:
+        """The journal line of one reply leaving (or not): its kind, part count and (after
+        a failure) new state are read back from its row (the job carries none of them)."""
+        try:
+            row = (Outbound.select(Outbound.kind, Outbound.parts, Outbound.status)
+                   .where(Outbound.id == job.outbound_id).first())
+            if outcome is None:  # queued again without spending an attempt: "requeued"
+                outcome = {"queued": "requeued"}.get(row.status, row.status) if row else "?"
+            journal.reply_out(modem=job.modem, recipient=job.recipient,
+                              reply_id=job.outbound_id,
+                              verdict=(row.kind if row else None) or "reply",
+                              parts=(row.parts if row else None) or parts_sent,
+                              attempt=job.attempt, outcome=outcome, error=error).log()
+        except Exception:  # a log line must never turn a sent reply into a failed one
+            log.exception("reply %d: journal line failed", job.outbound_id)
 
     def on_status(self, status: ModemStatus) -> None:
         self.bank.on_status(status)
@@ -647,7 +724,8 @@ class Service:
         with self._replies_lock:
             replies = dict(self.replies_total)
         return {
-            "unit": self.config.unit.name, "time": now, "uptime_s": now - self.started_at,
+            "unit": self.config.unit.name, "version": __version__, "time": now,
+            "uptime_s": now - self.started_at,
             "modems": modems,
             "queue": {"pending": self.store.pending_count(),
                       "unassigned": depth.get(None, 0)},
@@ -668,6 +746,7 @@ class Service:
             "alarms_total": dict(self.alarms.raised_total),
             "replies_total": replies,
             "crash_resent": self.stats["crash_resent"],
+            "fleet": self.fleet.status() if self.fleet is not None else None,
         }
 
     def _emit(self, event: str, **data: Any) -> None:

@@ -27,8 +27,8 @@ from rich.table import Table
 
 from .credentials import redact_credentials, redact_tree
 from .errors import ConfigError, StoreError
-from .statuspage import (MODEM_COLUMNS, fetch_status, fmt_duration, modem_cells, modem_level,
-                         summary_lines)
+from .statuspage import MODEM_COLUMNS, fetch_status, fmt_duration, modem_cells, modem_level
+from .wording import plural
 
 #: Exit status when the service is not running (as ``systemctl status`` uses it).
 NOT_RUNNING = 3
@@ -41,6 +41,8 @@ def add_parsers(sub: Any, config_arg: Callable[[argparse.ArgumentParser], None])
                         "running unit")
     config_arg(sp)
     sp.add_argument("--json", action="store_true", help="print the raw status as JSON")
+    sp.add_argument("--wide", action="store_true", help="every column and whole error "
+                    "texts (wider than 80 columns)")
     sp.set_defaults(func=cmd_status)
 
     sp = sub.add_parser("doctor", help="check everything a working unit needs; PASS/FAIL "
@@ -48,6 +50,14 @@ def add_parsers(sub: Any, config_arg: Callable[[argparse.ArgumentParser], None])
     config_arg(sp)
     sp.add_argument("--timeout", type=float, default=3.0, metavar="S",
                     help="wait this long for each modem answer (3)")
+    profile = sp.add_mutually_exclusive_group()
+    profile.add_argument("--field", dest="field", action="store_const", const=True,
+                         default=None, help="fail what a unit must not take to site (demo "
+                         "root, no repository URL, placeholder correction number, sample "
+                         "registry, no own_numbers); the default for /etc/nsor/appliance.toml")
+    profile.add_argument("--lab", dest="field", action="store_const", const=False,
+                         help="a rehearsal: those only warn (the default for any other "
+                         "configuration file)")
     sp.set_defaults(func=cmd_doctor)
 
     sp = sub.add_parser("probe", help="find the modems on the serial ports and print a "
@@ -59,6 +69,9 @@ def add_parsers(sub: Any, config_arg: Callable[[argparse.ArgumentParser], None])
     sp.add_argument("--timeout", type=float, default=3.0, metavar="S",
                     help="wait this long for a port to answer AT (3)")
     sp.add_argument("--json", action="store_true", help="print the findings as JSON")
+    sp.add_argument("--config", type=Path, default=None,
+                    help="the unit's configuration: its modems keep their names, its ports "
+                    "are probed too, and own_numbers keeps the numbers it has")
     sp.set_defaults(func=cmd_probe)
 
     sp = sub.add_parser("send-test", help="send one test SMS through the running service")
@@ -70,6 +83,11 @@ def add_parsers(sub: Any, config_arg: Callable[[argparse.ArgumentParser], None])
     sp.add_argument("--wait", type=float, default=120.0, metavar="S",
                     help="wait this long for the outcome (120)")
     sp.set_defaults(func=cmd_send_test)
+
+    from .backup import add_parsers as backup_parsers
+    from .balance_cmd import add_parsers as balance_parsers
+    balance_parsers(sub, config_arg)
+    backup_parsers(sub, config_arg)
 
 
 def _console() -> Console:
@@ -93,7 +111,12 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(snap, indent=1, default=str, ensure_ascii=False))
         return 0 if live else NOT_RUNNING
-    con = _console()
+    if args.wide:
+        con = _console()
+    else:
+        import shutil
+        width = shutil.get_terminal_size((80, 24)).columns
+        con = Console(highlight=False, width=width, no_color=not sys.stdout.isatty())
     if not live and not config.status.http_bind:
         con.print(f"[yellow]cannot ask the service[/]: {escape(why)}. Modem states are "
                   "unknown; queue and counts below are read from state.db.")
@@ -103,21 +126,38 @@ def cmd_status(args: argparse.Namespace) -> int:
                   "Start it: sudo systemctl start nsor-appliance")
         if snap.get("note"):
             con.print(escape(snap["note"]))
-    render_status(con, snap)
+    if args.wide:
+        render_status(con, snap)
+    else:
+        from .status_text import render
+        for line in render(snap, con.width):
+            con.print(line, overflow="ellipsis", no_wrap=True, crop=True)
     return 0 if live else NOT_RUNNING
 
 
 def render_status(con: Console, snap: dict[str, Any]) -> None:
-    table = Table(title=f"unit {snap.get('unit', '')}", title_justify="left")
-    for col in MODEM_COLUMNS:
+    from .status_text import summary
+
+    version = f", version {snap['version']}" if snap.get("version") else ""
+    if snap.get("uptime_s") is not None:
+        version += f", up {fmt_duration(snap['uptime_s'])}"
+    table = Table(title=f"unit {snap.get('unit', '')}{version}", title_justify="left")
+    for col in MODEM_COLUMNS + ["port", "balance"]:
         table.add_column(col, overflow="fold")
+    now = time.time()
     for m in snap.get("modems") or []:
         cells = [escape(c) for c in modem_cells(m)]
         level = modem_level(m) if snap.get("source") != "files" else "warn"
         cells[1] = f"[{_STYLE[level]}]{cells[1]}[/]"
-        table.add_row(*cells)
+        if m.get("last_error_at"):
+            cells[-1] += f" ({fmt_duration(now - m['last_error_at'])} ago)"
+        balance = "-"
+        if m.get("balance_at"):
+            amount = "?" if m.get("balance") is None else f"{m['balance']:.2f}"
+            balance = f"{amount} ({fmt_duration(now - m['balance_at'])} ago)"
+        table.add_row(*cells, escape(str(m.get("port") or "")), escape(balance))
     con.print(table)
-    for label, text, level in summary_lines(snap):
+    for label, text, level in summary(snap):
         con.print(f"{label:>9}: [{_STYLE[level]}]{escape(text)}[/]")
     alarms = snap.get("alarms") or []
     if alarms:
@@ -141,8 +181,10 @@ def offline_snapshot(config: Any) -> dict[str, Any]:
     modems = [{"name": m.name, "port": m.port, "state": "not running", "rssi": None,
                "queue": 0, "sent_hour": None, "sent_day": None, "hourly_cap": m.hourly_cap,
                "daily_cap": m.daily_cap, "last_error": ""} for m in config.enabled_modems]
-    snap: dict[str, Any] = {"unit": config.unit.name, "time": time.time(), "modems": modems,
-                            "alarms": []}
+    from . import __version__
+
+    snap: dict[str, Any] = {"unit": config.unit.name, "version": __version__,
+                            "time": time.time(), "modems": modems, "alarms": []}
     if config.state_path.is_file():
         from .store import Outbound, Store
 
@@ -185,32 +227,44 @@ def offline_snapshot(config: Any) -> dict[str, Any]:
 # -- doctor --------------------------------------------------------------------------------
 
 def cmd_doctor(args: argparse.Namespace) -> int:
-    from .doctor import FAIL, run_checks
+    from .doctor import FAIL, field_profile, run_checks
 
     con = _console()
     failed = 0
-    for check in run_checks(args.config, timeout=args.timeout):
+    field = field_profile(args.config, args.field)
+    con.print("profile: field (a unit going to site; --lab for a rehearsal)" if field else
+              "profile: lab (a rehearsal; --field checks what a unit needs on site)")
+    for check in run_checks(args.config, timeout=args.timeout, field=field):
         style = {"PASS": "green", "WARN": "yellow", "FAIL": "bold red"}.get(check.level, "cyan")
         con.print(f"[{style}]{check.level}[/]  {escape(check.what)}: "
                   f"{escape(redact_credentials(check.detail))}")
         if check.fix and check.level != "PASS":
             con.print(f"      fix: {escape(redact_credentials(check.fix))}")
         failed += check.level == FAIL
-    con.print(f"\n{failed} check(s) failed." if failed else "\nAll checks passed.")
+    con.print(f"\n{plural(failed, 'check', 'checks')} failed." if failed
+              else "\nAll checks passed.")
     return 1 if failed else 0
 
 
 # -- probe ---------------------------------------------------------------------------------
 
 def cmd_probe(args: argparse.Namespace) -> int:
-    from .probe import config_block, discover, probe_all
+    from .probe import config_block, discover, own_numbers_line, probe_all
 
+    config = None
     ports = discover(args.ports)
+    if args.config is not None:
+        from .config import load_config
+        config = load_config(args.config)
+        if not args.ports:  # the configured ports too (a pty, a URL, a by-path name)
+            ports += [m.port for m in config.modems if m.port not in ports]
     results = probe_all(ports, baudrate=args.baudrate, timeout=args.timeout)
-    block = config_block(results, args.baudrate)
+    block = config_block(results, args.baudrate, config)
+    own = own_numbers_line(results, config)
     answered = [r for r in results if r.answered]
     if args.json:
-        print(json.dumps({"ports": [r.as_dict() for r in results], "config": block}, indent=1))
+        print(json.dumps({"ports": [r.as_dict() for r in results], "config": block,
+                          "own_numbers": own}, indent=1))
         return 0 if answered else 1
     con = _console()
     if not ports:
@@ -235,7 +289,10 @@ def cmd_probe(args: argparse.Namespace) -> int:
         con.print("No port answered AT. Stop the service first if it runs "
                   "(sudo systemctl stop nsor-appliance); check power and cables.")
         return 1
-    print("\n# Paste into /etc/nsor/appliance.toml:\n")
+    where = args.config or "/etc/nsor/appliance.toml"
+    print(f"\n# In the [unit] table of {where}:\n")
+    print(own, end="")
+    print(f"\n# At the end of {where}:\n")
     print(block, end="")
     return 0
 
@@ -290,7 +347,8 @@ def _wait_outcome(outbound: Any, oid: int, modem: str | None, wait: float) -> in
         seen = note
         took = time.monotonic() - start
         if row.status in ("sent", "delivered"):
-            print(f"SENT by modem {row.modem} in {took:.0f} s ({row.parts} part(s)).")
+            print(f"SENT by modem {row.modem} in {took:.0f} s "
+                  f"({plural(row.parts, 'part', 'parts')}).")
             if modem and row.modem != modem:
                 print(f"note: {modem} was not available, so {row.modem} sent it; "
                       "`nsor status` says why.")

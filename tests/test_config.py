@@ -42,7 +42,7 @@ def problems_of(path: Path) -> list[str]:
 def test_shipped_file_loads_with_four_modems_on_stable_names() -> None:
     config = load_config(SHIPPED)
     assert [m.port for m in config.modems] == [f"/dev/nsor/modem{i}" for i in range(4)]
-    assert [m.name for m in config.modems] == ["sim1", "sim2", "sim3", "sim4"]
+    assert [m.name for m in config.modems] == ["sim0", "sim1", "sim2", "sim3"]
     config.require_modems()
     assert config.source == SHIPPED
     assert config.registry.trusted_root == SHIPPED.parent / "registry_root.json"
@@ -123,28 +123,29 @@ def test_commented_examples_in_the_shipped_file_are_valid() -> None:
 
 def test_baud_rate_typo_reads_exactly_as_documented() -> None:
     assert problems_of(BAD / "bad_choice.toml") == [
-        f"{BAD / 'bad_choice.toml'}: modems[1].baudrate: 11520 is not a standard baud rate "
+        f"{BAD / 'bad_choice.toml'}: line 9: modem \"sim2\".baudrate: 11520 is not a standard baud rate "
         "(choose one of 9600, 19200, 38400, 57600, 115200, 230400, 460800, 921600)"]
 
 
 @pytest.mark.parametrize(("sample", "expected"), [
-    ("unknown_key", ["modems[0].baudrat: unknown key; did you mean 'baudrate'?"]),
-    ("wrong_type", ['unit.country_code: expected a string, got 92 (a whole number); '
+    ("unknown_key", ['line 5: modem "sim1".baudrat: unknown key; did you mean \'baudrate\'?']),
+    ("wrong_type", ['line 3: unit.country_code: expected a string, got 92 (a whole number); '
                     'put it in quotes: "92"']),
-    ("out_of_range", ["modems[0].min_interval_s: 5000 is out of range; "
+    ("out_of_range", ['line 5: modem "sim1".min_interval_s: 5000 is out of range; '
                       "choose a value from 0 to 3600 seconds"]),
-    ("missing_required", ['modems[0].port: missing required key; '
+    ("missing_required", ['line 2: modem "sim1".port: missing required key; '
                           'add e.g. port = "/dev/nsor/modem0"']),
-    ("duplicate_name", ['modems[1].name: "sim1" repeats the name of modems[0]; '
-                        'each entry needs its own name',
-                        'modems[2].port: "spy:///dev/nsor/modem0?file=/tmp/modem0.log" repeats '
-                        'the port of modems[0]; each entry needs its own port']),
-    ("bad_regex", ["modems[0].balance_pattern: 'Rs\\.?\\s*([0-9]+': not a valid regular "
-                   "expression (missing ), unterminated subpattern at position 8); "
+    ("duplicate_name", ['line 7: modem "sim1".name: "sim1" repeats the name of modem "sim1" '
+                        '(line 3); each entry needs its own name',
+                        'line 12: modem "sim3".port: "spy:///dev/nsor/modem0?file=/tmp/modem0'
+                        '.log" repeats the port of modem "sim1" (line 4); each entry needs its '
+                        'own port']),
+    ("bad_regex", ['line 6: modem "sim1".balance_pattern: \'Rs\\.?\\s*([0-9]+\': not a valid '
+                   "regular expression (missing ), unterminated subpattern at position 8); "
                    "fix it and try it on a real USSD answer"]),
-    ("bad_timezone", ['registry.timezone: "asia/karachi": unknown time zone; '
+    ("bad_timezone", ['line 3: registry.timezone: "asia/karachi": unknown time zone; '
                       "did you mean 'Asia/Karachi'?"]),
-    ("bad_host_port", ['status.http_bind: "127.0.0.1": no port; write host:port, e.g. '
+    ("bad_host_port", ['line 3: status.http_bind: "127.0.0.1": no port; write host:port, e.g. '
                        '"127.0.0.1:8080" or "[::1]:8080", or "" to turn it off']),
 ])
 def test_each_mistake_names_file_key_value_and_fix(sample: str, expected: list[str]) -> None:
@@ -160,9 +161,11 @@ def test_toml_syntax_error_gives_line_and_column() -> None:
 
 def test_five_mistakes_are_all_reported_in_one_error() -> None:
     problems = problems_of(BAD / "five_mistakes.toml")
-    keys = sorted(p.split(": ")[1] for p in problems)
-    assert keys == ["modems[0].hourly_cap", "modems[1].flow_control", "modems[1].name",
-                    "registry.max_age_hours", "unit.contry_code"]
+    keys = sorted(p.split(": ")[2] for p in problems)
+    assert keys == ['modem "sim1".flow_control', 'modem "sim1".hourly_cap',
+                    'modem "sim1".name', "registry.max_age_hours", "unit.contry_code"]
+    assert [p.split(": ")[1] for p in problems] == \
+        ["line 4", "line 9", "line 14", "line 12", "line 17"]
     assert all(p.startswith(f"{BAD / 'five_mistakes.toml'}: ") for p in problems)
     assert any("did you mean 'country_code'" in p for p in problems)
     assert any('did you mean "rtscts"' in p for p in problems)
@@ -182,47 +185,49 @@ MODEM = '[[modems]]\nname = "sim1"\nport = "/dev/nsor/modem0"\n'
 
 @pytest.mark.parametrize(("text", "expected"), [
     ("[modems]\nname = 'a'\nport = '/dev/x'\n",
-     "t.toml: modems: expected an array, got {...} (a table); write [[modems]] (double "
+     "t.toml: line 1: modems: expected an array, got {...} (a table); write [[modems]] (double "
      "brackets) for each entry"),
     ("[unit]\nbaudrate = 9600\n",
-     "t.toml: unit.baudrate: unknown key here; 'baudrate' belongs in [[modems]]"),
-    ("[modem]\n", "t.toml: modem: unknown key; did you mean 'modems'?"),
+     "t.toml: line 2: unit.baudrate: unknown key here; 'baudrate' belongs in [[modems]]"),
+    ("[modem]\n", "t.toml: line 1: modem: unknown key; did you mean 'modems'?"),
     (MODEM + "cmms = 'yes'\n",
-     "t.toml: modems[0].cmms: expected true or false, got \"yes\" (a string); "
+     "t.toml: line 4: modem \"sim1\".cmms: expected true or false, got \"yes\" (a string); "
      "write true or false, without quotes"),
     (MODEM + "hourly_cap = 300.0\n",
-     "t.toml: modems[0].hourly_cap: expected a whole number, got 300.0 (a number); "
+     "t.toml: line 4: modem \"sim1\".hourly_cap: expected a whole number, got 300.0 (a number); "
      "write it without a decimal point: 300"),
     (MODEM + "daily_cap = true\n",
-     "t.toml: modems[0].daily_cap: expected a whole number, got true (true/false)"),
+     "t.toml: line 4: modem \"sim1\".daily_cap: expected a whole number, got true (true/false)"),
     (MODEM + "send_timeout_s = nan\n",
-     "t.toml: modems[0].send_timeout_s: nan is out of range; choose a value from 5 to 300 seconds"),
+     "t.toml: line 4: modem \"sim1\".send_timeout_s: nan is out of range; choose a value "
+     "from 5 to 300 seconds"),
     ('[[modems]]\nname = "a"\nport = "spi:///dev/x"\n',
-     't.toml: modems[0].port: "spi:///dev/x": spi:// is not a pySerial URL scheme; did you '
+     't.toml: line 3: modem "a".port: "spi:///dev/x": spi:// is not a pySerial URL scheme; '
+     'did you '
      "mean 'spy://'? choose one of alt://, cp2110://, hwgrep://, loop://, rfc2217://, "
      "socket://, spy:// or a device path"),
     ("[registry]\nsync_time = 02:30:00\n",
-     't.toml: registry.sync_time: expected a string, got 02:30:00 (a time); '
+     't.toml: line 2: registry.sync_time: expected a string, got 02:30:00 (a time); '
      'put it in quotes: "02:30:00"'),
     ("[registry]\nsync_time = '24:00'\n",
-     't.toml: registry.sync_time: "24:00": expected a 24-hour time "HH:MM", e.g. "02:30"'),
+     't.toml: line 2: registry.sync_time: "24:00": expected a 24-hour time "HH:MM", e.g. "02:30"'),
     ("[registry]\nretry_initial_s = 120\nretry_max_s = 60\n",
-     "t.toml: registry.retry_max_s: 60 is below retry_initial_s (120); "
+     "t.toml: line 3: registry.retry_max_s: 60 is below retry_initial_s (120); "
      "raise it or lower retry_initial_s"),
     ("[alarms]\nsms_numbers = '+923001234567'\n",
-     't.toml: alarms.sms_numbers: expected an array, got "+923001234567" (a string); '
+     't.toml: line 2: alarms.sms_numbers: expected an array, got "+923001234567" (a string); '
      'write it as an array: ["+923001234567"]'),
     ("[alarms]\nsms_numbers = ['+923001234567', 'ops']\n",
-     't.toml: alarms.sms_numbers[1]: "ops" is not valid; expected a phone number: digits '
+     't.toml: line 2: alarms.sms_numbers[1]: "ops" is not valid; expected a phone number: digits '
      'with an optional "+", e.g. "+923001234567"'),
     ("[logging]\nlevel = 'info'\n",
-     't.toml: logging.level: "info" is not a log level (choose one of "DEBUG", "INFO", '
+     't.toml: line 2: logging.level: "info" is not a log level (choose one of "DEBUG", "INFO", '
      '"WARNING", "ERROR"); did you mean "INFO"?'),
     (MODEM + "balance_threshold = 50.0\n",
-     "t.toml: modems[0].balance_threshold: a balance alarm needs balance_ussd and "
+     "t.toml: line 4: modem \"sim1\".balance_threshold: a balance alarm needs balance_ussd and "
      "balance_pattern; set both or set balance_threshold = 0"),
     (MODEM + "balance_ussd = '*111#'\nbalance_pattern = 'Rs [0-9]+'\n",
-     't.toml: modems[0].balance_pattern: "Rs [0-9]+": has no '
+     't.toml: line 5: modem "sim1".balance_pattern: "Rs [0-9]+": has no '
      "(group) around the amount; "
      "e.g. 'Rs\\.?\\s*([0-9]+(?:\\.[0-9]+)?)'"),
 ])
@@ -241,7 +246,7 @@ def test_good_binds_load(bind: str) -> None:
                                   "host:http", "[::g]:80", "-bad-:80"])
 def test_bad_binds_are_reported(bind: str) -> None:
     (problem,) = text_problems(f"[status]\nhttp_bind = '{bind}'\n")
-    assert problem.startswith("t.toml: status.http_bind: ")
+    assert problem.startswith("t.toml: line 2: status.http_bind: ")
 
 
 # --- files and paths -----------------------------------------------------------------------
@@ -270,7 +275,8 @@ def test_relative_paths_resolve_against_the_config_folder_not_the_cwd(
 def test_problems_name_the_file_as_given(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "a.toml").write_text("[unit]\nnmae = 'x'\n", encoding="utf-8")
     monkeypatch.chdir(tmp_path)
-    assert problems_of(Path("a.toml")) == ["a.toml: unit.nmae: unknown key; did you mean 'name'?"]
+    assert problems_of(Path("a.toml")) == ["a.toml: line 2: unit.nmae: unknown key; "
+                                          "did you mean 'name'?"]
 
 
 def test_unreadable_files_are_one_clear_problem(tmp_path: Path) -> None:
@@ -346,3 +352,22 @@ def test_any_data_gives_a_config_or_a_config_error(data: dict[str, Any]) -> None
         assert exc.problems and all(p.startswith("<config>: ") for p in exc.problems)
     else:
         assert isinstance(config, Config)
+
+
+# --- where: the modem by its name, the line of the key --------------------------------------
+
+def test_problems_name_the_modem_and_the_line_around_multiline_values() -> None:
+    text = ('[unit]\nown_numbers = [\n  "+923001234567",  # [sim0]\n  "ops",\n]\n'
+            "[[modems]]\nname = \"north\"\nport = \"/dev/nsor/modem0\"\n"
+            "[[modems]]\nport = \"/dev/nsor/modem1\"\nbaudrate = 1\n"
+            "[[modems]]\nname = \"south\"  # the third\nport = \"/dev/nsor/modem2\"\n"
+            "hourly_cap = -1\n")
+    assert text_problems(text) == [
+        't.toml: line 2: unit.own_numbers[1]: "ops" is not valid; expected a phone number: '
+        'digits with an optional "+", e.g. "+923001234567"',
+        "t.toml: line 9: modem #2 (no name).name: missing required key; add e.g. "
+        'name = "sim1"',
+        "t.toml: line 11: modem #2 (no name).baudrate: 1 is not a standard baud rate (choose "
+        "one of 9600, 19200, 38400, 57600, 115200, 230400, 460800, 921600)",
+        't.toml: line 15: modem "south".hourly_cap: -1 is out of range; choose a value from '
+        "1 to 100000"]

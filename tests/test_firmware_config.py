@@ -125,6 +125,8 @@ def test_unit_has_the_settings_the_issue_requires() -> None:
     after = " ".join(section["After"]).split()
     assert {"time-sync.target", "network-online.target"} <= set(after)
     assert "time-sync.target" in " ".join(section["Wants"]).split()
+    # After= without Wants= orders against a target that is never started
+    assert "network-online.target" in " ".join(section["Wants"]).split()
     assert section["RequiresMountsFor"] == ["/var/lib/nsor"]
     assert u["Install"]["WantedBy"] == ["multi-user.target"]
 
@@ -247,7 +249,9 @@ def evaluate(rules: list[tuple[int, list[Token]]], device: dict[str, str]) -> di
             if key == "ENV" and op == "=":
                 env[attr] = value
             elif key == "SYMLINK" and op == "+=":
-                links.append(value)
+                # udev(7) substitutions: $env{KEY} is a property of the device
+                links.append(re.sub(r"\$env\{(\w+)\}", lambda m: env.get(m.group(1), ""),
+                                    value))
             elif key == "GOTO":
                 i = labels[value]
     env["SYMLINK"] = " ".join(links)
@@ -257,9 +261,18 @@ def evaluate(rules: list[tuple[int, list[Token]]], device: dict[str, str]) -> di
 PI4_HUB_PORT = "platform-fd500000.pcie-pci-0000:01:00.0-usb-0:1.1.{slot}:1.{interface}"
 
 
-def usb_port(kernel: str, slot: int, interface: int, vendor: str, model: str) -> dict[str, str]:
+def path_tag(id_path: str) -> str:
+    """ID_PATH_TAG as udev's path_id builtin makes it: every character outside
+    [A-Za-z0-9-] becomes "_" (src/udev/udev-builtin-path_id.c)."""
+    return re.sub(r"[^A-Za-z0-9-]", "_", id_path)
+
+
+def usb_port(kernel: str, slot: int, interface: int, vendor: str, model: str,
+             hub: int = 1) -> dict[str, str]:
+    id_path = PI4_HUB_PORT.format(slot=slot, interface=interface).replace(
+        "usb-0:1.1.", f"usb-0:1.{hub}.")
     return {"ACTION": "add", "SUBSYSTEM": "tty", "KERNEL": kernel,
-            "ID_PATH": PI4_HUB_PORT.format(slot=slot, interface=interface),
+            "ID_PATH": id_path, "ID_PATH_TAG": path_tag(id_path),
             "ID_VENDOR_ID": vendor, "ID_MODEL_ID": model,
             "ID_USB_INTERFACE_NUM": f"{interface:02d}"}
 
@@ -280,6 +293,22 @@ def test_sim800_via_ch340_gets_its_slot_name() -> None:
         assert env["ID_MM_DEVICE_IGNORE"] == "1"
 
 
+def test_rules_do_not_stop_at_four_modems() -> None:
+    """A second hub gives modem4-7; a modem in a socket with no slot line still gets a
+    stable name from its USB path, and only one name."""
+    rules = parse_rules(RULES.read_text())
+    for slot in range(1, 5):
+        env = evaluate(rules, usb_port("ttyUSB4", slot, 2, "2c7c", "0125", hub=2))
+        assert env["SYMLINK"] == f"nsor/modem{slot + 3}"
+    cascaded = usb_port("ttyUSB9", 1, 0, "1a86", "7523") | {
+        "ID_PATH": "platform-fd500000.pcie-pci-0000:01:00.0-usb-0:1.3.5:1.0"}
+    cascaded["ID_PATH_TAG"] = path_tag(cascaded["ID_PATH"])
+    env = evaluate(rules, cascaded)
+    assert env["SYMLINK"] == ("nsor/usb-platform-fd500000_pcie-pci-0000_01_00_0-usb-0_1_3_5_1_0")
+    names = [value for _, tokens in rules for key, _, _, value in tokens if key == "SYMLINK"]
+    assert len({n for n in names if n.startswith("nsor/modem") and n[10:].isdigit()}) >= 8
+
+
 def test_uart_hat_and_unknown_ports() -> None:
     rules = parse_rules(RULES.read_text())
     uart = evaluate(rules, {"ACTION": "add", "SUBSYSTEM": "tty", "KERNEL": "ttyAMA0"})
@@ -287,8 +316,10 @@ def test_uart_hat_and_unknown_ports() -> None:
     unknown_chip = evaluate(rules, usb_port("ttyUSB0", 1, 0, "0403", "6001"))
     assert unknown_chip["SYMLINK"] == "" and unknown_chip["ID_MM_DEVICE_IGNORE"] == "1"
     other_socket = usb_port("ttyUSB0", 1, 0, "1a86", "7523") | {
-        "ID_PATH": "platform-fd500000.pcie-pci-0000:01:00.0-usb-0:1.3:1.0"}
-    assert evaluate(rules, other_socket)["SYMLINK"] == ""
+        "ID_PATH": "platform-fd500000.pcie-pci-0000:01:00.0-usb-0:1.3:1.0",
+        "ID_PATH_TAG": "platform-fd500000_pcie-pci-0000_01_00_0-usb-0_1_3_1_0"}
+    assert evaluate(rules, other_socket)["SYMLINK"] == \
+        "nsor/usb-platform-fd500000_pcie-pci-0000_01_00_0-usb-0_1_3_1_0"
     console = evaluate(rules, {"ACTION": "add", "SUBSYSTEM": "tty", "KERNEL": "tty1"})
     assert "ID_MM_DEVICE_IGNORE" not in console and console["SYMLINK"] == ""
 

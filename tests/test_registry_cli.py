@@ -27,7 +27,10 @@ def run(*argv: str | Path) -> int:
 def test_import_info_lookup(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     db = tmp_path / "registry.db"
     assert run("registry", "import", SAMPLE_REGISTRY, "--db", db, "--version", "3") == 0
-    assert "imported 40 records" in capsys.readouterr().out
+    assert ": 36 active, 4 removed (never answered)" in capsys.readouterr().out
+    assert run("registry", "info", "--db", db) == 0
+    table = capsys.readouterr().out
+    assert "active records" in table and "record_count" not in table
     assert run("registry", "info", "--db", db, "--json") == 0
     info = json.loads(capsys.readouterr().out)
     assert info["version"] == 3 and info["record_count"] == 36 and info["stale"] is False

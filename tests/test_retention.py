@@ -182,11 +182,12 @@ def _count(db_path: Path, table: str) -> int:
 def store(tmp_path: Path) -> Iterator[Any]:
     from appliance.audit import ensure_schema
     from appliance.guard import GuardCnic, GuardEvent
+    from appliance.fleet.outbox import FleetHit
     from appliance.history import HistoryRow
     from appliance.store import Store, db
 
     s = Store(tmp_path / "state.db")
-    db.create_tables([GuardEvent, GuardCnic, HistoryRow], safe=True)
+    db.create_tables([GuardEvent, GuardCnic, HistoryRow, FleetHit], safe=True)
     ensure_schema()
     yield s
     s.close()

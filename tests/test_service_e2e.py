@@ -210,9 +210,10 @@ def test_sigterm_keeps_queued_replies_for_the_next_start(tmp_path: Path, sim: An
 
 @pytest.mark.parametrize("body, expected", [
     ('[unit]\nname = "x"\ndata_dirr = "/tmp"\n', ["data_dirr", "did you mean", "data_dir"]),
-    ('[[modems]]\nname = "a"\nport = "/dev/x"\nbaudrate = 11520\n', ["modems[0].baudrate"]),
+    ('[[modems]]\nname = "a"\nport = "/dev/x"\nbaudrate = 11520\n',
+     ['line 4: modem "a".baudrate']),
     ('[unit\n', ["line 1"]),
-    ('[[modems]]\nport = "/dev/x"\n', ["modems[0].name"]),
+    ('[[modems]]\nport = "/dev/x"\n', ["line 1: modem #1 (no name).name"]),
 ])
 def test_bad_config_gives_one_clear_message(tmp_path: Path, body: str,
                                             expected: list[str]) -> None:

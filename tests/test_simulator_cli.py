@@ -85,3 +85,20 @@ def test_client_without_a_running_bank(tmp_path: Path) -> None:
     result = cli("inbox", "--dir", str(tmp_path), "--number", CITIZEN, check=False)
     assert result.returncode == 1
     assert "no simulator runs in" in result.stderr and "simulate --dir" in result.stderr
+
+
+def test_every_simulate_command_and_option_has_help() -> None:
+    import argparse
+
+    from appliance.modem.sim_cli import CLIENT_COMMANDS, build_parsers
+
+    run, client = build_parsers()
+    sub = next(a for a in client._actions if isinstance(a, argparse._SubParsersAction))
+    parsers = [run, *(sub.choices[name] for name in CLIENT_COMMANDS)]
+    assert {c.dest for c in sub._choices_actions} == set(CLIENT_COMMANDS)
+    assert all(c.help for c in sub._choices_actions)
+    for parser in parsers:
+        assert parser.description, parser.prog
+        for action in parser._actions:
+            assert action.help, f"{parser.prog}: {action.dest} has no help"
+    assert "fault" in run.format_help() and "hang" in sub.choices["fault"].format_help()

@@ -63,7 +63,10 @@ def test_probe_reports_each_port_and_prints_a_config_block(tmp_path: Path) -> No
     assert "SIM PIN" in out and "Jazz" in out
     assert f"{ports[2]}: does not answer AT" in out
     assert f"{tmp_path / 'nothing'}: not present" in out
-    block = out.split("# Paste into /etc/nsor/appliance.toml:", 1)[1]
+    own, block = out.split("# In the [unit] table of /etc/nsor/appliance.toml:", 1)[1] \
+        .split("# At the end of /etc/nsor/appliance.toml:", 1)
+    assert f'own_numbers = ["{sim.modems[0].number}"]' in own  # sim1's SIM waits for a PIN
+    assert "the SIM of sim1 does not store its own number" in own
     assert f'port = "{ports[0]}"' in block and f'port = "{ports[1]}"' in block
     assert ports[2] not in block and 'pin = "0000"' in block
     config = config_from_text(f'[unit]\ndata_dir = "{tmp_path}"\n' + block, base_dir=tmp_path)
@@ -71,6 +74,38 @@ def test_probe_reports_each_port_and_prints_a_config_block(tmp_path: Path) -> No
     found = json.loads(js.stdout)["ports"][0]
     assert found["imei"] == sim.modems[0].imei and found["registered"] is True
     assert found["sim"] == "READY" and found["sms_total"] == 30 and found["bars"] == 3
+
+
+def test_probe_with_the_config_keeps_its_names_and_numbers(tmp_path: Path, sim: Any) -> None:
+    config = write_unit_toml(tmp_path, [("north", sim.modems[0].port)],
+                             own_numbers=["+923331112223"])
+    proc = nsor("probe", "--timeout", "0.5", "--config", str(config),
+                "--ports", sim.modems[0].port, sim.modems[1].port)
+    assert proc.returncode == 0, proc.stderr
+    own, block = proc.stdout.split(f"# In the [unit] table of {config}:", 1)[1] \
+        .split(f"# At the end of {config}:", 1)
+    assert (f'own_numbers = ["+923331112223", "{sim.modems[0].number}", '
+            f'"{sim.modems[1].number}"]') in own
+    assert f"# north ({sim.modems[0].port}) is already in the configuration" in block
+    assert f'name = "sim1"\nport = "{sim.modems[1].port}"' in block
+    # Pasted where the lines say, the configuration is valid and has both modems.
+    text = config.read_text().replace('own_numbers = ["+923331112223"]', own.strip())
+    merged = config_from_text(text + "\n" + block, base_dir=tmp_path)
+    assert [m.name for m in merged.modems] == ["north", "sim1"]
+    assert len(merged.unit.own_numbers) == 3
+
+
+def test_probe_names_modems_as_the_shipped_configuration_does() -> None:
+    from appliance.probe import modem_name
+
+    assert modem_name("/dev/nsor/modem0", set()) == "sim0"
+    assert modem_name("/dev/nsor/modem4", set()) == "sim4"
+    assert modem_name("/dev/nsor/modem-uart0", set()) == "sim-uart0"
+    assert modem_name("/dev/serial/by-path/platform-x:1.2-port0", {"sim0"}) == "sim1"
+    shipped = config_from_text((FIRMWARE_CONFIG / "appliance.toml").read_text(),
+                               base_dir=FIRMWARE_CONFIG)
+    assert [(m.name, modem_name(m.port, set())) for m in shipped.modems] == \
+        [(m.name, m.name) for m in shipped.modems]
 
 
 def test_probe_with_nothing_answering_says_so(tmp_path: Path) -> None:
@@ -139,7 +174,7 @@ def test_doctor_names_each_failure_with_its_fix(tmp_path: Path, sim: Any,
     assert "sudo systemctl mask ModemManager" in out
     assert "PASS  modem sim0: network" in out
     assert "FAIL  secret:" in out and "sudo chmod 600" in out
-    assert "3 check(s) failed." in out
+    assert "3 checks failed." in out
 
 
 def test_doctor_reports_every_config_problem(tmp_path: Path) -> None:
@@ -184,9 +219,9 @@ def test_status_from_the_running_service(live_unit: tuple[Any, StatusServer], tm
     config = write_unit_toml(tmp_path, sim_ports(sim), http_bind=f"127.0.0.1:{server.port}")
     proc = nsor("status", "--config", str(config))
     assert proc.returncode == 0, proc.stderr
-    rows = [line for line in proc.stdout.splitlines() if line.startswith(("│ sim0", "│ sim1"))]
+    rows = [line for line in proc.stdout.splitlines() if line.startswith(("sim0 ", "sim1 "))]
     assert len(rows) == 2 and all("ready" in r and "Jazz" in r and "3/5" in r for r in rows)
-    assert "registry: ok, version 1" in proc.stdout and "uptime:" in proc.stdout
+    assert "registry: ok, version 1" in proc.stdout and ", up " in proc.stdout
     snap = json.loads(nsor("status", "--json", "--config", str(config)).stdout)
     assert snap["source"] == "service" and len(snap["modems"]) == 2
 
@@ -202,9 +237,9 @@ def test_status_without_the_service_reads_the_files(tmp_path: Path, sim: Any,
     proc = nsor("status", "--config", str(config))
     assert proc.returncode == 3
     assert proc.stdout.startswith("service not running")
-    assert "1 repl(ies) waiting" in proc.stdout and "registry: ok, version 1" in proc.stdout
-    row = next(line for line in proc.stdout.splitlines() if line.startswith("│ sim1"))
-    assert "not running" in row and "│ 1 " in row
+    assert "1 reply waiting" in proc.stdout and "registry: ok, version 1" in proc.stdout
+    row = next(line for line in proc.stdout.splitlines() if line.startswith("sim1 "))
+    assert "not running" in row and row.split()[5] == "1"
 
 
 # -- send-test -------------------------------------------------------------------------------
@@ -254,13 +289,42 @@ def test_doctor_warns_about_what_the_operator_must_fill_in(tmp_path: Path) -> No
                             base_dir=tmp_path)
     found = {c.what: c.level for c in _deployment(demo)}
     assert found == {"registry: trusted root": WARN, "registry: sync": WARN,
-                     "replies: correction number": WARN}
+                     "replies: correction number": WARN, "unit: own numbers": WARN}
+    found = {c.what: c.level for c in _deployment(demo, field=True)}
+    assert set(found.values()) == {FAIL_} and len(found) == 4
     replies = tmp_path / "replies.toml"
     replies.write_text((FIRMWARE_CONFIG / "replies.toml").read_text(encoding="utf-8")
                        .replace("0800-00000", "0800-12345"), encoding="utf-8")
     live = config_from_dict({"replies": {"templates": str(replies)},
+                             "unit": {"own_numbers": ["+923001234567"]},
                              "registry": {"repository_url": "https://registry.example/nsor",
                                           "trusted_root": str(tmp_path / "missing.json")}},
                             base_dir=tmp_path)
     found = {c.what: c.level for c in _deployment(live)}
     assert found == {"registry: trusted root": FAIL_}
+
+
+def test_doctor_field_profile_fails_a_unit_not_ready_for_site(tmp_path: Path, sim: Any,
+                                                              sample_registry: Path) -> None:
+    """The shipped demo root, no repository, the placeholder correction number, the sample
+    registry and no own_numbers: a rehearsal may have them (WARN), a unit on site may not."""
+    from appliance.doctor import INSTALLED_CONFIG, field_profile
+    from appliance.secret import load_or_create_secret
+
+    config = write_unit_toml(tmp_path, sim_ports(sim), http_bind=closed_port(), extra=(
+        f'[registry]\ntrusted_root = "{FIRMWARE_CONFIG / "registry_root.json"}"\n'))
+    load_or_create_secret(tmp_path / "data" / "secret.key")
+    field = nsor("doctor", "--field", "--config", str(config))
+    fails = [line for line in doctor_lines(field) if line.startswith(FAIL)]
+    assert field.returncode == 1 and field.stdout.startswith("profile: field")
+    for what in ("registry: trusted root: is the DEMO root", "registry: sync: repository_url "
+                 "is empty", "replies: correction number: still the placeholder",
+                 "registry: verified: is the SAMPLE registry", "unit: own numbers"):
+        assert any(f"  {what}" in line for line in fails), what
+    assert len(fails) == 5, fails
+    lab = nsor("doctor", "--config", str(config))  # not the installed file: a rehearsal
+    assert lab.returncode == 0 and lab.stdout.startswith("profile: lab")
+    assert not [line for line in doctor_lines(lab) if line.startswith(FAIL)]
+    assert "WARN  registry: verified: is the SAMPLE registry" in lab.stdout
+    assert field_profile(INSTALLED_CONFIG) and not field_profile(config)
+    assert not field_profile(INSTALLED_CONFIG, False) and field_profile(config, True)

@@ -40,6 +40,7 @@ from .families import Family, family_for, registration_reports
 from .port import CALL, POKE, STOP, Item, Port
 from .sender import Sender
 from .session import ATSession, Stopping
+from .ussd import UssdAnswer
 
 __all__ = ["Modem", "ModemHandler", "ModemSettings", "ModemState", "ModemStatus"]
 
@@ -585,25 +586,56 @@ class Modem:
     def _check_balance(self, sess: ATSession) -> None:
         """Ask the operator for the prepaid balance by USSD (``AT+CUSD=1,"<code>",15``);
         the answer arrives later as a +CUSD URC."""
-        from .ussd import balance_from, parse_cusd
-
         s = self.settings
-        code = ussd_string(s.balance_ussd, packed=bool(self._family and
-                                                          self._family.ussd_packed))
         try:
-            sess.run(f'AT+CUSD=1,"{code}",15', s.command_timeout_s)
+            answer = self._ussd(sess, s.balance_ussd)
         except ModemCommandError as exc:
             self._error(f"modem {self.name}: balance request {s.balance_ussd} refused: {exc}")
             return
-        urc = sess.wait_urc("+CUSD", timeout=max(20.0, s.command_timeout_s))
-        answer = parse_cusd(urc.line) if urc is not None else None
         if answer is None:
             self._error(f"modem {self.name}: no answer to balance request {s.balance_ussd}")
             self.handler.on_balance(self.name, None, "")
             return
-        amount = balance_from(answer.text, s.balance_pattern) if s.balance_pattern else None
+        self._balance_answer(answer)
+
+    def _balance_answer(self, answer: UssdAnswer) -> float | None:
+        from .ussd import balance_from
+
+        pattern = self.settings.balance_pattern
+        amount = balance_from(answer.text, pattern) if pattern else None
         self._set(balance=amount, balance_text=answer.text, balance_at=time.time())
         self.handler.on_balance(self.name, amount, answer.text)
+        return amount
+
+    def _ussd(self, sess: ATSession, code: str) -> UssdAnswer | None:
+        """One USSD request and its ``+CUSD`` answer (None: no answer in time). A session
+        the network leaves open ("further action required", TS 27.007 §7.15 <m>=1) is
+        closed with ``AT+CUSD=2``, or the next request would land in the operator's menu."""
+        from .ussd import parse_cusd
+
+        t = self.settings.command_timeout_s
+        # Huawei sticks take the code as packed GSM-7 in hex (families.py: ussd_packed).
+        packed = ussd_string(code, packed=bool(self._family and self._family.ussd_packed))
+        sess.run(f'AT+CUSD=1,"{packed}",15', t)
+        urc = sess.wait_urc("+CUSD", timeout=max(20.0, t))
+        answer = parse_cusd(urc.line) if urc is not None else None
+        if answer is not None and answer.status == 1:
+            try:
+                sess.run("AT+CUSD=2", t)
+            except ModemCommandError:
+                self.log.debug("AT+CUSD=2 refused")
+        return answer
+
+    def ussd(self, code: str, *, balance: bool = False) -> "Future[UssdAnswer | None]":
+        """Send a USSD code from the owner thread, between two transactions (``nsor ussd``,
+        ``nsor balance``). With ``balance``, the answer also becomes the modem's last
+        balance, read with its ``balance_pattern``, as the periodic check does."""
+        def run(sess: ATSession) -> UssdAnswer | None:
+            answer = self._ussd(sess, code)
+            if balance and answer is not None:
+                self._balance_answer(answer)
+            return answer
+        return self.call(run)
 
 
 def _ranges_text(ranges: CnmiRanges | None) -> str:

@@ -24,6 +24,7 @@ import socket
 import socketserver
 import sys
 import threading
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -198,11 +199,29 @@ def _show(command: str, reply: dict[str, Any]) -> None:
         print("ok")
 
 
-def _parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
-    run = argparse.ArgumentParser(prog="python -m appliance simulate",
-                                  description="Run a bank of simulated GSM modems on ptys.",
-                                  epilog="Other terminals: simulate "
-                                         f"{{{','.join(CLIENT_COMMANDS)}}} --dir DIR …")
+#: One line per client command, for ``simulate --help`` and each command's own help.
+CLIENT_HELP = {
+    "send": "a citizen sends an SMS to one simulated modem (its name or SIM number)",
+    "inbox": "the SMS a phone number has received from the unit (the replies)",
+    "fault": "set faults on one modem, e.g. hang=true, registered=false, rssi=5",
+    "unplug": "pull one modem's USB cable (its port disappears)",
+    "replug": "plug it back in (the same port name comes back)",
+    "status": "each modem's profile, number, plug state, stored and waiting SMS",
+}
+
+
+def build_parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
+    from .sim_faults import Faults
+
+    commands = "\n".join(f"  {name:8} {CLIENT_HELP[name]}" for name in CLIENT_COMMANDS)
+    run = argparse.ArgumentParser(
+        prog="python -m appliance simulate",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Run a bank of simulated GSM modems on ptys (stays in the foreground; "
+                    "Ctrl-C stops it). Point a configuration's ports at DIR/sim0, DIR/sim1, "
+                    "... to rehearse a unit without hardware.",
+        epilog=f"From another terminal, with the same --dir:\n{commands}\n"
+               "Each has its own --help, e.g. simulate send --help.")
     run.add_argument("--modems", type=int, default=4, help="how many modems (default 4)")
     run.add_argument("--dir", required=True, help="where the port symlinks and socket go")
     run.add_argument("--profile", default="sim800",
@@ -210,29 +229,39 @@ def _parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
     run.add_argument("--latency", type=float, default=3.0,
                      help="seconds an AT+CMGS takes, as on a real network (default 3)")
     run.add_argument("--time-scale", type=float, default=1.0, help="multiply every delay")
-    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--seed", type=int, default=0,
+                     help="seed of the simulated network's randomness (same seed, same run)")
     run.add_argument("-v", "--verbose", action="store_true", help="log AT traffic")
 
-    client = argparse.ArgumentParser(prog="python -m appliance simulate")
-    sub = client.add_subparsers(dest="command", required=True)
-    parsers = {name: sub.add_parser(name) for name in CLIENT_COMMANDS}
+    client = argparse.ArgumentParser(prog="python -m appliance simulate",
+                                     description="Talk to a running simulator.")
+    sub = client.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parsers = {name: sub.add_parser(name, help=CLIENT_HELP[name],
+                                    description=CLIENT_HELP[name][0].upper()
+                                    + CLIENT_HELP[name][1:] + ".")
+               for name in CLIENT_COMMANDS}
     for parser in parsers.values():
-        parser.add_argument("--dir", required=True)
-    parsers["send"].add_argument("--from", dest="sender", required=True)
+        parser.add_argument("--dir", required=True,
+                            help="the --dir the simulator was started with")
+    parsers["send"].add_argument("--from", dest="sender", required=True,
+                                 help="the citizen's phone number, e.g. +923001234567")
     parsers["send"].add_argument("--to", required=True, help="modem name or SIM number")
-    parsers["send"].add_argument("text", nargs="+")
-    parsers["inbox"].add_argument("--number", required=True)
+    parsers["send"].add_argument("text", nargs="+", help="the SMS text, e.g. a CNIC")
+    parsers["inbox"].add_argument("--number", required=True,
+                                  help="the phone number whose received SMS to show")
     parsers["inbox"].add_argument("--wait", type=float, default=0.0,
                                   help="wait up to this many seconds for a message")
-    parsers["fault"].add_argument("settings", nargs="+", metavar="name=value")
+    names = ", ".join(f.name for f in fields(Faults) if not f.name.startswith("_"))
+    parsers["fault"].add_argument("settings", nargs="+", metavar="name=value",
+                                  help=f"one or more faults: {names}")
     for name in ("fault", "unplug", "replug"):
-        parsers[name].add_argument("--modem", required=True)
+        parsers[name].add_argument("--modem", required=True, help="the modem's name, e.g. sim1")
     return run, client
 
 
 def simulate_main(argv: list[str]) -> int:
     """Entry point for ``python -m appliance simulate …``; returns the exit status."""
-    run, client = _parsers()
+    run, client = build_parsers()
     if argv and argv[0] in CLIENT_COMMANDS:
         args = client.parse_args(argv)
         try:

@@ -73,6 +73,9 @@ def add_parsers(subparsers: Any,
     p.add_argument("--version", type=int, default=None,
                    help="version number (default: the published one + 1)")
     p.add_argument("--keep-deltas", type=int, default=30)
+    p.add_argument("--notify", type=Path, default=None, metavar="CENTRE_TOML",
+                   help="then post the retained 'latest version' hint through the broker "
+                   "in this file's [fleet] section (docs/fleet.md)")
     p.add_argument("--source", default=None)
     _mass_removal_option(p)
     _publisher_options(p)
@@ -174,7 +177,12 @@ def cmd_import(args: argparse.Namespace) -> int:
     n = import_file(args.file, s.path, version=args.version, source=args.source,
                     include_removed=not args.drop_removed,
                     allow_mass_removal=args.allow_mass_removal)
-    print(f"imported {n} records from {args.file} into {s.path}")
+    with Registry(s.path) as registry:
+        active = registry.info().record_count or 0
+    # Removed records are kept (so a later delta can say "removed"), but only active ones
+    # can ever be a verdict: say both, not a total a technician would misread.
+    print(f"imported {n} records from {args.file} into {s.path}: {active} active, "
+          f"{n - active} removed (never answered)")
     return 0
 
 
@@ -266,6 +274,12 @@ def cmd_publish(args: argparse.Namespace) -> int:
              f"({result.delta_bytes} bytes)" if result.delta else "no delta")
     print(f"published version {result.version}: {result.record_count} records, snapshot "
           f"{result.snapshot_bytes} bytes, {delta}; upload {args.repo / 'public'}")
+    if args.notify is not None:
+        # After the files: a unit told before they are served would find nothing new.
+        from appliance.fleet.centre import centre_settings, publish_hint
+        publish_hint(centre_settings(args.notify), result.version,
+                     datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        print(f"posted the retained hint: version {result.version} is the latest")
     return 0
 
 
@@ -311,5 +325,29 @@ def _show(title: str, fields: dict[str, Any], as_json: bool) -> None:
     from rich.table import Table
     table = Table(title=title, show_header=False)
     for key, value in fields.items():
-        table.add_row(key, "" if value is None else str(value))
+        table.add_row(_LABELS.get(key, key.replace("_", " ")), _shown(value))
     Console().print(table)
+
+
+#: Words for a person in place of the JSON keys (``--json`` keeps the keys).
+_LABELS = {"path": "file", "exists": "installed", "record_count": "active records",
+           "signed_at": "signed", "expires_at": "expires", "imported_at": "installed at",
+           "last_attempt": "last sync attempt", "last_success": "last successful sync",
+           "last_result": "last sync result", "last_error": "last sync error",
+           "consecutive_failures": "failed syncs in a row", "healthy": "healthy",
+           "age": "age", "stale": "too old to answer"}
+
+
+def _shown(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, datetime):
+        return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    if isinstance(value, timedelta):
+        from appliance.statuspage import fmt_duration
+        return fmt_duration(value.total_seconds())
+    if isinstance(value, dict) and "message" in value:
+        return f"{value.get('message')} ({value.get('kind') or '?'}, {value.get('at') or '?'})"
+    return str(value)
