@@ -231,6 +231,9 @@ def _registry(config: Any, field: bool = False) -> Iterator[Check]:
 
     with Registry(config.registry_path) as reg:
         info = reg.info()
+        # The whole content against the publisher's signed digest (one scan: ~2.4 s at 1M
+        # records on the dev box); SQLite's integrity_check would not see a changed digit.
+        verification = reg.verify() if info.usable else None
     now = datetime.now(timezone.utc)
     if not info.exists:
         yield Check(FAIL, "registry", f"no usable registry at {info.path} ({info.error})",
@@ -238,6 +241,15 @@ def _registry(config: Any, field: bool = False) -> Iterator[Check]:
                     else SYNC_FIX)
         yield check_clock(now, None, CLOCK_SKEW)
         return
+    if verification is None or not verification.ok:
+        problem = info.error or (verification.problem if verification else None)
+        yield Check(FAIL, "registry: intact", f"{problem}: every query is answered "
+                    "'service temporarily unavailable'",
+                    "run `sudo nsor sync` to install a fresh signed copy; if this recurs, "
+                    "replace the SD card")
+    else:
+        yield Check(PASS, "registry: intact", f"content matches the signed digest "
+                    f"({verification.rows} records, {verification.seconds:.1f} s)")
     sample = _is_sample(config.registry_path)
     if sample:
         yield Check(FAIL if field else WARN, "registry: verified", "is the SAMPLE registry "

@@ -37,6 +37,8 @@ def lookup_main(args: argparse.Namespace) -> int:
         info = registry.info()
         if not info.exists:
             state = RegistryState.MISSING
+        elif not info.usable:
+            state = RegistryState.CORRUPT
         elif is_stale(info, max_age, datetime.now(timezone.utc)):
             state = RegistryState.STALE
         else:

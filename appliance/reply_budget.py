@@ -221,7 +221,8 @@ def registry_lengths(path: Path) -> NameLengths | None:
                 "FROM offender WHERE status = 'active'").fetchone()
         finally:
             conn.close()
-    except sqlite3.Error as exc:
+    except (sqlite3.Error, ValueError) as exc:  # ValueError: a damaged file's undecodable
+        # schema or message (registry/lookup.py); the registry's own checks alarm on it
         log.warning("cannot read name lengths from %s: %s", path, exc)
         return None
     if row is None or row[0] is None:

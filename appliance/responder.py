@@ -95,6 +95,7 @@ class RegistryState(enum.Enum):
     OK = "ok"
     STALE = "stale"      # older than its max_age: no verdict may be given (StaleRegistry)
     MISSING = "missing"  # never installed, or unreadable
+    CORRUPT = "corrupt"  # content or metadata does not match what was signed (seal.py)
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ Snapshot = Callable[[], dict[str, Any]]
 #: Every state a modem owner reports (appliance.modem.engine.ModemState), so that a
 #: ``nsor_modem_state`` series exists for each.
 MODEM_STATES = ("starting", "ready", "no network", "failed", "gone", "stopped")
-REGISTRY_STATES = ("ok", "stale", "missing")
+REGISTRY_STATES = ("ok", "stale", "missing", "corrupt")
 
 
 def label_value(text: str) -> str:

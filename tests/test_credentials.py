@@ -135,10 +135,6 @@ def test_a_config_error_does_not_echo_the_password(tmp_path: Path) -> None:
     assert PASSWORD not in result.stderr
 
 
-@pytest.mark.xfail(strict=True, reason="appliance/registry/ (another branch) writes the URL "
-                   "in clear: RegistrySync's messages and `sync`'s own error line; the fix is "
-                   "redact_credentials(self.url) in sync.py's messages and the registry CLI's "
-                   "error print")
 def test_sync_error_line_and_status_file_hold_no_password(
         failed_sync: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
     config, sync = failed_sync

@@ -16,6 +16,7 @@ from appliance.errors import RegistryError
 from appliance.registry.importer import SAMPLE_REGISTRY, demo_cnics, import_file
 from appliance.registry.lookup import Registry, RegistryInfo, is_stale
 from appliance.registry.models import check_schema, create_schema, to_iso
+from appliance.registry.seal import record_digest
 from tests.test_registry_support import people, person, write_export
 
 UTC = timezone.utc
@@ -219,6 +220,21 @@ def test_damaged_row_is_refused_at_the_boundary(tmp_path: Path) -> None:
     conn = sqlite3.connect(db)
     conn.execute("PRAGMA ignore_check_constraints = 1")
     conn.execute("UPDATE offender SET relation = 'xx' WHERE cnic = ?", (person(1)["cnic"],))
+    conn.commit()
+    conn.close()
+    # The record digest (seal.py) notices the change before the record is even decoded,
+    # and from then on the whole registry answers "unavailable", not only that row.
+    with Registry(db) as registry:
+        with pytest.raises(RegistryError, match="does not match its signed digest"):
+            registry.lookup(person(1)["cnic"])
+        with pytest.raises(RegistryError, match="does not match its signed digest"):
+            registry.lookup(person(2)["cnic"])
+        assert registry.corrupt is not None
+    # A row whose digest was forged to match still cannot carry an unknown relation.
+    conn = sqlite3.connect(db)
+    row = conn.execute("SELECT * FROM offender WHERE cnic = ?", (person(1)["cnic"],)).fetchone()
+    conn.execute("UPDATE offender_digest SET digest = ? WHERE cnic = ?",
+                 (record_digest(row), person(1)["cnic"]))
     conn.commit()
     conn.close()
     with Registry(db) as registry, pytest.raises(RegistryError, match="relation"):

@@ -14,6 +14,7 @@ import http.server
 import shutil
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,8 @@ class Faults:
     def __init__(self) -> None:
         self.not_found: set[str] = set()
         self.cut: set[str] = set()          # send the headers, half the body, then close
+        self.slow: set[str] = set()         # send the body one byte every slow_interval_s
+        self.slow_interval_s = 2.0
         self.requests: list[str] = []
 
 
@@ -67,6 +70,21 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
         self.faults.requests.append(self.path)
         if any(key in self.path for key in self.faults.not_found):
             self.send_error(404)
+            return
+        if any(key in self.path for key in self.faults.slow):
+            local = Path(self.translate_path(self.path))
+            data = local.read_bytes() if local.is_file() else b"x" * 4096
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            try:
+                for i in range(len(data)):
+                    self.wfile.write(data[i:i + 1])
+                    self.wfile.flush()
+                    time.sleep(self.faults.slow_interval_s)  # the fault itself: a slow link
+            except OSError:  # the client gave up, as it should
+                pass
+            self.close_connection = True
             return
         if any(key in self.path for key in self.faults.cut):
             local = Path(self.translate_path(self.path))

@@ -31,6 +31,20 @@ from appliance.registry.formats import DeltaRef, Index, decompress_file, read_de
 from appliance.registry.importer import _fsync, normalise_cnic, validate_row
 from appliance.registry.lookup import BUSY_TIMEOUT_MS
 from appliance.registry.models import OFFENDER_COLUMNS, check_schema, read_meta, write_meta
+from appliance.registry.removal import (
+    DEFAULT_MAX_REMOVAL_PERCENT,
+    Removal,
+    UnsignedMassRemoval,
+    compare,
+    signed_reason,
+)
+from appliance.registry.seal import (
+    content_digest,
+    is_digest,
+    record_digest,
+    verify_content,
+    write_seal,
+)
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +52,8 @@ _BATCH = 2000
 _UPSERT = (f"INSERT OR REPLACE INTO offender ({', '.join(OFFENDER_COLUMNS)}) "
            f"VALUES ({', '.join('?' * len(OFFENDER_COLUMNS))})")
 _DELETE = "DELETE FROM offender WHERE cnic = ?"
+_UPSERT_DIGEST = "INSERT OR REPLACE INTO offender_digest (cnic, digest) VALUES (?, ?)"
+_DELETE_DIGEST = "DELETE FROM offender_digest WHERE cnic = ?"
 _ACTIVE = "SELECT count(*) FROM offender WHERE status = 'active'"
 
 #: Crash-consistency test hook: when this variable names a point, the process announces it
@@ -78,6 +94,12 @@ def _roll_back_hot_journal(db: Path) -> None:
     try:
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except (sqlite3.DatabaseError, ValueError) as exc:
+        if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
+            raise
+        # A damaged file cannot be rolled back; the snapshot replaces it, and the journal
+        # must not outlive it (it would be "rolled back" into the new file).
+        log.warning("%s is damaged (%s): dropping its journal %s", db, exc, journal)
     finally:
         conn.close()
     if journal.exists():
@@ -89,25 +111,41 @@ def _roll_back_hot_journal(db: Path) -> None:
 
 
 def installed_meta(db: Path) -> dict[str, Any]:
-    """The installed file's meta row; empty when there is none or it is unreadable (then
-    a snapshot replaces it)."""
+    """The installed file's meta row; empty when there is none, or it is unreadable or
+    implausible (then a snapshot replaces it)."""
     if not db.is_file():
         return {}
     try:
         conn = sqlite3.connect(db)
         try:
-            return read_meta(conn)
+            meta = read_meta(conn)
         finally:
             conn.close()
-    except sqlite3.Error as exc:
-        log.warning("installed registry %s unreadable (%s); a snapshot will replace it",
-                    db, exc)
+    except (sqlite3.Error, ValueError, TypeError, UnicodeDecodeError, OverflowError) as exc:
+        # Damaged metadata (a bad date, undecodable text) must not stop the sync that
+        # repairs it: an unknown version means "take the snapshot".
+        log.warning("installed registry %s: metadata unreadable (%s); a snapshot will "
+                    "replace it", db, exc)
         return {}
+    for key in ("version", "record_count"):
+        value = meta.get(key)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool)
+                                  or value < 0):
+            log.warning("installed registry %s: metadata %s is %r; a snapshot will "
+                        "replace it", db, key, value)
+            return {}
+    return meta
 
 
-def install_snapshot(db: Path, gz: Path, index: Index, *, source: str,
-                     now: datetime) -> int:
-    """Decompress, check and swap in the snapshot ``gz``; return its record count."""
+def install_snapshot(db: Path, gz: Path, index: Index, *, source: str, now: datetime,
+                     installed_version: int | None = None,
+                     max_removal_percent: float = DEFAULT_MAX_REMOVAL_PERCENT) -> int:
+    """Decompress, check and swap in the snapshot ``gz``; return its record count.
+
+    Checked before the swap: page structure, schema, version and count, the content
+    digest against the signed index (``seal.py``), and, against the installed file, that
+    a mass removal carries a signed decision (``removal.py``).
+    """
     tmp = db.with_name(f".{db.name}.new-{os.getpid()}")
     try:
         decompress_file(gz, tmp)
@@ -117,6 +155,17 @@ def install_snapshot(db: Path, gz: Path, index: Index, *, source: str,
             if problems:
                 raise SyncError(f"snapshot {gz.name} failed its checks: {'; '.join(problems)};"
                                 " the current registry is kept, report this to the publisher")
+            removal = compare(conn, db)
+            reason = signed_reason(index.mass_removal_between(installed_version,
+                                                              index.version))
+            if removal.is_mass(max_removal_percent) and reason is not None:
+                log.warning("snapshot v%d %s: installed on the publisher's signed decision "
+                            "(%s)", index.version, removal.describe(), reason)
+            elif removal.is_mass(max_removal_percent):
+                raise UnsignedMassRemoval(
+                    f"snapshot v{index.version} {removal.describe()} and the signed index "
+                    "carries no mass-removal decision for it: refused, the current "
+                    "registry is kept; report this to the publisher")
             conn.execute("PRAGMA journal_mode = DELETE")
             conn.execute("BEGIN")
             write_meta(conn, source=source, imported_at=now, signed_at=index.signed_at,
@@ -152,34 +201,71 @@ def _check_snapshot(conn: sqlite3.Connection, index: Index) -> list[str]:
     if active != index.record_count or meta.get("record_count") != active:
         problems.append(f"{active} active records, meta says {meta.get('record_count')}, "
                         f"index {index.record_count}")
+    if index.content_digest is None:
+        problems.append("the signed index carries no content digest (a publisher from "
+                        "before digests: upgrade the publisher first)")
+    elif not problems:
+        verification = verify_content(conn, index.content_digest)
+        if not verification.ok:
+            problems.append(f"content: {verification.problem}")
     return problems
 
 
-def apply_delta(db: Path, path: Path, ref: DeltaRef, *, source: str, now: datetime) -> int:
-    """Apply one delta file in one transaction; return the resulting active count."""
+def apply_delta(db: Path, path: Path, ref: DeltaRef, *, source: str, now: datetime,
+                max_removal_percent: float = DEFAULT_MAX_REMOVAL_PERCENT) -> int:
+    """Apply one delta file in one transaction; return the resulting active count.
+
+    Before the commit the whole content is verified against the delta's signed content
+    digest (a base that was damaged, or a wrong apply, falls back to the snapshot), and a
+    mass removal must carry the signed decision in the delta header.
+    """
     header, operations = read_delta(path)
     if (header.from_version, header.to_version) != (ref.from_version, ref.to_version):
         raise DeltaUnusable(f"{path.name} holds v{header.from_version}->v{header.to_version}, "
                             f"the index says v{ref.from_version}->v{ref.to_version}")
+    if header.content_digest is None:
+        raise DeltaUnusable(f"{path.name} carries no content digest (publisher from before "
+                            "digests)")
     conn = sqlite3.connect(db, isolation_level=None)
     try:
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         conn.execute("PRAGMA synchronous = FULL")
         conn.execute("BEGIN IMMEDIATE")
         try:
-            installed = read_meta(conn).get("version")
+            try:
+                installed = read_meta(conn).get("version")
+            except (ValueError, TypeError, UnicodeDecodeError, OverflowError) as exc:
+                raise DeltaUnusable(f"installed metadata unreadable ({exc})") from exc
             if installed != header.from_version:
                 raise DeltaUnusable(f"{path.name} applies to v{header.from_version}, "
                                     f"the registry is v{installed}")
+            before = conn.execute(_ACTIVE).fetchone()[0]
             _write_operations(conn, operations, path.name)
             pause_point("delta-applied")
             active = conn.execute(_ACTIVE).fetchone()[0]
             if active != header.record_count:
                 raise DeltaUnusable(f"{path.name} left {active} active records, "
                                     f"expected {header.record_count}")
+            removal = Removal(int(before), header.removals, int(active))
+            reason = signed_reason(header.removal)
+            if removal.is_mass(max_removal_percent) and reason is not None:
+                log.warning("%s %s: applied on the publisher's signed decision (%s)",
+                            path.name, removal.describe(), reason)
+            elif removal.is_mass(max_removal_percent):
+                raise UnsignedMassRemoval(
+                    f"{path.name} {removal.describe()} and its signed header carries no "
+                    "mass-removal decision: refused, the current registry is kept; report "
+                    "this to the publisher")
+            digest, rows = content_digest(conn)
+            if digest != header.content_digest:
+                raise DeltaUnusable(f"after {path.name} the content digest differs from the "
+                                    "signed one (the installed copy was damaged, or the "
+                                    "delta does not fit it)")
             write_meta(conn, version=header.to_version, record_count=active,
                        signed_at=header.signed_at, expires_at=header.expires_at,
                        source=source, imported_at=now)
+            write_seal(conn, version=header.to_version, record_count=rows,
+                       content_digest=digest, removal=header.removal)
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
@@ -206,7 +292,12 @@ def _write_operations(conn: sqlite3.Connection, operations: Any, name: str) -> N
             if row is None:
                 raise SyncError(f"delta {name}: bad record {problems}; the current registry "
                                 "is kept, report this to the publisher")
-            batch.append(row)
+            digest = op.get("digest")
+            if not is_digest(digest) or digest != record_digest(row):
+                raise SyncError(f"delta {name}: record {row[0]} does not match its signed "
+                                "digest; the current registry is kept, report this to the "
+                                "publisher")
+            batch.append((*row, digest))
         else:
             cnic = normalise_cnic(str(op.get("cnic", "")))
             if cnic is None:
@@ -219,5 +310,10 @@ def _write_operations(conn: sqlite3.Connection, operations: Any, name: str) -> N
 
 def _flush(conn: sqlite3.Connection, kind: str, batch: list[tuple[Any, ...]]) -> None:
     if batch:
-        conn.executemany(_UPSERT if kind == "upsert" else _DELETE, batch)
+        if kind == "upsert":
+            conn.executemany(_UPSERT, [row[:-1] for row in batch])
+            conn.executemany(_UPSERT_DIGEST, [(row[0], row[-1]) for row in batch])
+        else:
+            conn.executemany(_DELETE, batch)
+            conn.executemany(_DELETE_DIGEST, batch)
         batch.clear()

@@ -49,6 +49,7 @@ def add_parsers(subparsers: Any,
     p.add_argument("--source", default=None, help="provenance to record")
     p.add_argument("--drop-removed", action="store_true",
                    help="leave out records whose status is 'removed'")
+    _mass_removal_option(p)
     _unit_options(p)
     p.set_defaults(func=cmd_import)
 
@@ -76,6 +77,7 @@ def add_parsers(subparsers: Any,
                    help="then post the retained 'latest version' hint through the broker "
                    "in this file's [fleet] section (docs/fleet.md)")
     p.add_argument("--source", default=None)
+    _mass_removal_option(p)
     _publisher_options(p)
     p.set_defaults(func=cmd_publish)
 
@@ -121,6 +123,13 @@ def _unit_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--root", type=Path, default=None, help="trusted root (default: config)")
 
 
+def _mass_removal_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--allow-mass-removal", metavar="REASON", default=None,
+                   help="accept an export with no active record, or one removing more than "
+                        "5 %% of the active records; REASON (who decided, why) is recorded "
+                        "in the signed registry")
+
+
 def _publisher_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--repo", type=Path, required=True, help="publisher directory")
     p.add_argument("--keys", type=Path, required=True, help="private key directory")
@@ -135,7 +144,8 @@ def _guarded(handler: Handler) -> Handler:
         try:
             return int(handler(args))
         except ApplianceError as exc:
-            print(f"error: {exc}", file=sys.stderr)
+            from appliance.credentials import redact_credentials
+            print(f"error: {redact_credentials(str(exc))}", file=sys.stderr)
             return 1
     run.__name__ = handler.__name__
     run.__doc__ = handler.__doc__
@@ -165,7 +175,8 @@ def _settings(args: argparse.Namespace, *, remote: bool = False) -> Any:
 def cmd_import(args: argparse.Namespace) -> int:
     s = _settings(args)
     n = import_file(args.file, s.path, version=args.version, source=args.source,
-                    include_removed=not args.drop_removed)
+                    include_removed=not args.drop_removed,
+                    allow_mass_removal=args.allow_mass_removal)
     with Registry(s.path) as registry:
         active = registry.info().record_count or 0
     # Removed records are kept (so a later delta can say "removed"), but only active ones
@@ -188,7 +199,7 @@ def cmd_info(args: argparse.Namespace) -> int:
               "expires_at": info.expires_at, "age": info.age(now), "stale": stale,
               "error": info.error}
     _show("registry", fields, args.json)
-    return 0 if info.exists else 1
+    return 0 if info.usable else 1
 
 
 @_guarded
@@ -257,7 +268,8 @@ def _publisher(args: argparse.Namespace, **kwargs: Any) -> Any:
 @_guarded
 def cmd_publish(args: argparse.Namespace) -> int:
     result = _publisher(args, keep_deltas=args.keep_deltas).publish(
-        args.export, version=args.version, source=args.source)
+        args.export, version=args.version, source=args.source,
+        allow_mass_removal=args.allow_mass_removal)
     delta = (f"delta {result.delta.upserts} upserts / {result.delta.removals} removals "
              f"({result.delta_bytes} bytes)" if result.delta else "no delta")
     print(f"published version {result.version}: {result.record_count} records, snapshot "

@@ -72,6 +72,11 @@ class Index:
     record_count: int
     snapshot: str
     deltas: tuple[DeltaRef, ...]
+    # The version's content digest (seal.py); None only in an index from before digests.
+    content_digest: str | None = None
+    # Every signed mass-removal decision so far: {"version", "reason", "removed",
+    # "previous"} (removal.py). Kept for ever: they are rare and a few bytes each.
+    mass_removals: tuple[dict[str, Any], ...] = ()
 
     def to_json(self) -> bytes:
         return json.dumps({
@@ -80,7 +85,18 @@ class Index:
             "record_count": self.record_count, "snapshot": self.snapshot,
             "deltas": [{"from": d.from_version, "to": d.to_version, "path": d.path,
                         "upserts": d.upserts, "removals": d.removals} for d in self.deltas],
-        }, indent=1, sort_keys=True).encode()
+            "content_digest": self.content_digest,
+            "mass_removals": list(self.mass_removals),
+        }, indent=1, sort_keys=True, ensure_ascii=False).encode()
+
+    def mass_removal_between(self, after: int | None, upto: int) -> dict[str, Any] | None:
+        """A signed mass-removal decision for a version in (``after``, ``upto``]."""
+        for decision in self.mass_removals:
+            version = decision.get("version")
+            if isinstance(version, int) and (after is None or after < version) \
+                    and version <= upto:
+                return decision
+        return None
 
     @classmethod
     def from_json(cls, data: bytes) -> Index:
@@ -94,7 +110,10 @@ class Index:
                 record_count=_int(obj["record_count"]), snapshot=str(obj["snapshot"]),
                 deltas=tuple(DeltaRef(_int(d["from"]), _int(d["to"]), str(d["path"]),
                                       _int(d["upserts"]), _int(d["removals"]))
-                             for d in obj["deltas"]))
+                             for d in obj["deltas"]),
+                content_digest=_digest_or_none(obj.get("content_digest")),
+                mass_removals=tuple(d for d in obj.get("mass_removals") or ()
+                                    if isinstance(d, dict)))
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise SyncError(
                 f"registry index is not in the format this unit reads ({exc}); "
@@ -113,6 +132,14 @@ class Index:
             chain.append(step)
             current = step.to_version
         return chain if current == self.version else None
+
+
+def _digest_or_none(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) != 64 or value.strip("0123456789abcdef"):
+        raise ValueError(f"content_digest {value!r} is not 64 lowercase hex digits")
+    return value
 
 
 def _int(value: Any) -> int:
@@ -154,9 +181,12 @@ class DeltaHeader:
     record_count: int
     signed_at: datetime
     expires_at: datetime
+    content_digest: str | None = None       # of version ``to`` (seal.py)
+    removal: dict[str, Any] | None = None   # the signed mass-removal decision, if any
 
 
-def write_delta(dest: Path, header: DeltaHeader, upserts: Iterator[dict[str, Any]],
+def write_delta(dest: Path, header: DeltaHeader,
+                upserts: Iterator[tuple[dict[str, Any], str]],
                 removals: Iterator[str]) -> None:
     """Write a delta file; the header's counts must match what the iterators yield."""
     with open(dest, "wb") as raw, \
@@ -165,10 +195,13 @@ def write_delta(dest: Path, header: DeltaHeader, upserts: Iterator[dict[str, Any
             "format": DELTA_FORMAT, "schema": SCHEMA_VERSION, "from": header.from_version,
             "to": header.to_version, "upserts": header.upserts, "removals": header.removals,
             "record_count": header.record_count, "signed_at": to_iso(header.signed_at),
-            "expires_at": to_iso(header.expires_at)}))
+            "expires_at": to_iso(header.expires_at),
+            "content_digest": header.content_digest, "removal": header.removal}))
         n_up = n_rm = 0
-        for record in upserts:
-            out.write(_line({"op": "upsert", "record": record}))
+        # The record digest sits beside "record", not in it: firmware from before digests
+        # validates "record" field by field and ignores other keys of the line.
+        for record, digest in upserts:
+            out.write(_line({"op": "upsert", "record": record, "digest": digest}))
             n_up += 1
         for cnic in removals:
             out.write(_line({"op": "remove", "cnic": cnic}))
@@ -189,7 +222,9 @@ def read_delta(src: Path) -> tuple[DeltaHeader, Iterator[dict[str, Any]]]:
             from_version=_int(head["from"]), to_version=_int(head["to"]),
             upserts=_int(head["upserts"]), removals=_int(head["removals"]),
             record_count=_int(head["record_count"]), signed_at=from_iso(head["signed_at"]),
-            expires_at=from_iso(head["expires_at"]))
+            expires_at=from_iso(head["expires_at"]),
+            content_digest=_digest_or_none(head.get("content_digest")),
+            removal=head.get("removal") if isinstance(head.get("removal"), dict) else None)
     except (ValueError, KeyError, TypeError, AttributeError, OSError, EOFError) as exc:
         fh.close()
         raise SyncError(f"delta {src.name}: unreadable header ({exc})") from exc

@@ -32,6 +32,8 @@ from typing import Any
 from appliance.errors import RegistryError
 from appliance.registry.models import OFFENDER_COLUMNS, create_schema, write_meta
 from appliance.registry.record import RELATIONS, STATUSES
+from appliance.registry.removal import DEFAULT_MAX_REMOVAL_PERCENT, compare, decide
+from appliance.registry.seal import seal_database
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +45,19 @@ OPTIONAL = ("recorded_on", "updated_on")
 MAX_REPORTED = 20
 _BATCH = 5000
 _CNIC_SEPARATORS = str.maketrans("", "", "- \t")
+
+#: Characters no name may contain. Bidi embeddings, overrides and isolates (U+202A-U+202E,
+#: U+2066-U+2069) can make an SMS show another name, or another CNIC, than the one sent;
+#: a line break splits a reply's line into two. Control characters (including U+001F and
+#: U+001E, the separators of the record digest, seal.py) have no place in a name either.
+_FORBIDDEN = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+                       "\u2028\u2029\u0085")
+
+
+def forbidden_characters(text: str) -> list[str]:
+    """Code points of ``text`` a registry field may not contain, as ``U+XXXX``."""
+    return sorted({f"U+{ord(ch):04X}" for ch in text
+                   if ch in _FORBIDDEN or unicodedata.category(ch) == "Cc"})
 
 
 def normalise_cnic(text: str) -> str | None:
@@ -67,6 +82,10 @@ def validate_row(raw: dict[str, Any]) -> tuple[tuple[Any, ...] | None, list[str]
             value = ""
         # NFC so that the same name typed on two keyboards compares equal in a delta.
         values[key] = unicodedata.normalize("NFC", value.strip())
+        bad = forbidden_characters(values[key])
+        if bad:
+            problems.append(f"{key} contains {', '.join(bad)} (bidi control, line break or "
+                            "control character); remove it from the export")
     missing = [k for k in REQUIRED if k not in raw]
     if missing:
         problems.append(f"missing field(s) {', '.join(missing)}")
@@ -154,13 +173,22 @@ def _open_text(src: Path) -> Any:
 def import_file(src: Path | str, db_path: Path | str, *, version: int | None = None,
                 source: str | None = None, signed_at: datetime | None = None,
                 expires_at: datetime | None = None, include_removed: bool = True,
-                now: datetime | None = None) -> int:
+                now: datetime | None = None, compare_with: Path | None = None,
+                allow_mass_removal: str | None = None,
+                max_removal_percent: float = DEFAULT_MAX_REMOVAL_PERCENT) -> int:
     """Build ``db_path`` from the export ``src``; return the number of records stored.
 
     ``include_removed=False`` drops rows whose status is ``removed`` (the publisher does
     this, so a unit never holds the name of a person whose record was withdrawn).
     Raises :class:`RegistryError` listing the first 20 problems and their total count;
     ``db_path`` is then left as it was.
+
+    The result is compared with the registry before it (``compare_with``, by default the
+    file at ``db_path``): an export with no active record, or one that removes more than
+    ``max_removal_percent`` of the active records, raises
+    :class:`~appliance.registry.removal.MassRemovalRefused` unless
+    ``allow_mass_removal`` gives the reason, which is then recorded in the seal.
+    Every row gets its record digest and the file its content digest (``seal.py``).
     """
     src, db_path = Path(src), Path(db_path)
     if not src.is_file():
@@ -176,10 +204,17 @@ def import_file(src: Path | str, db_path: Path | str, *, version: int | None = N
                                 "re-export it as UTF-8") from exc
         conn = sqlite3.connect(tmp, isolation_level=None)
         try:
+            removal = compare(conn, compare_with if compare_with is not None else db_path)
+            decision = decide(removal, allow_mass_removal, what=f"export {src}",
+                              max_percent=max_removal_percent)
+            if decision is not None:
+                log.warning("export %s %s: accepted by the operator (%s)", src,
+                            removal.describe(), decision["reason"])
             conn.execute("BEGIN")
             write_meta(conn, version=version, source=source or f"import:{src.name}",
                        record_count=stored[1], imported_at=now or datetime.now(timezone.utc),
                        signed_at=signed_at, expires_at=expires_at)
+            seal_database(conn, version=version, removal=decision)
             conn.execute("COMMIT")
         finally:
             conn.close()

@@ -104,13 +104,48 @@ class RegistryMeta(_Base):
         table_name = "registry_meta"
 
 
-MODELS: tuple[type[pw.Model], ...] = (Offender, RegistryMeta)
+class OffenderDigest(_Base):
+    """The publisher's digest of each offender row (``seal.record_digest``).
+
+    A table of its own, not a column of ``offender``: firmware that predates the digests
+    checks ``offender`` and ``registry_meta`` column by column and ignores other tables, so
+    a sealed snapshot still installs on a unit that has not been upgraded yet.
+    """
+
+    cnic = pw.CharField(13, primary_key=True)
+    digest = pw.CharField(32)
+
+    class Meta:
+        table_name = "offender_digest"
+        without_rowid = True
+
+
+class RegistrySeal(_Base):
+    """What the publisher signed about this version's content (``seal.py``): one row."""
+
+    id = pw.IntegerField(primary_key=True, constraints=[pw.Check("id = 1")])
+    scheme = pw.TextField(null=True)
+    version = pw.IntegerField(null=True)
+    record_count = pw.IntegerField(null=True)   # rows in ``offender`` (active and removed)
+    content_digest = pw.TextField(null=True)
+    # JSON of the signed mass-removal decision ({"reason", "removed", "previous"}), if any.
+    removal = pw.TextField(null=True)
+
+    class Meta:
+        table_name = "registry_seal"
+
+
+MODELS: tuple[type[pw.Model], ...] = (Offender, RegistryMeta, OffenderDigest, RegistrySeal)
 
 #: Column order used by every bulk writer and by the hot-path SELECT.
 OFFENDER_COLUMNS: tuple[str, ...] = tuple(
     f.column_name for f in Offender._meta.sorted_fields)  # type: ignore[attr-defined]
 META_COLUMNS: tuple[str, ...] = tuple(
     f.column_name for f in RegistryMeta._meta.sorted_fields)  # type: ignore[attr-defined]
+SEAL_COLUMNS: tuple[str, ...] = tuple(
+    f.column_name for f in RegistrySeal._meta.sorted_fields)  # type: ignore[attr-defined]
+DIGEST_COLUMNS: tuple[str, ...] = tuple(
+    f.column_name for f in OffenderDigest._meta.sorted_fields)  # type: ignore[attr-defined]
 
 
 def to_iso(value: datetime) -> str:
@@ -131,6 +166,7 @@ def create_schema(path: Path) -> None:
     with db.bind_ctx(MODELS), db:
         db.create_tables(MODELS)
         RegistryMeta.insert(id=1, schema_version=SCHEMA_VERSION).on_conflict_ignore().execute()
+        RegistrySeal.insert(id=1).on_conflict_ignore().execute()
     db.close()
 
 
@@ -165,7 +201,9 @@ def check_schema(conn: sqlite3.Connection) -> list[str]:
     publisher on another schema version must be refused, not half-read.
     """
     problems: list[str] = []
-    for table, expected in (("offender", OFFENDER_COLUMNS), ("registry_meta", META_COLUMNS)):
+    for table, expected in (("offender", OFFENDER_COLUMNS), ("registry_meta", META_COLUMNS),
+                            ("offender_digest", DIGEST_COLUMNS),
+                            ("registry_seal", SEAL_COLUMNS)):
         found = tuple(r[1] for r in conn.execute(f"PRAGMA table_info({table})"))
         if found != expected:
             problems.append(f"table {table} has columns {found or 'none'}, expected {expected}")

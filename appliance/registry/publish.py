@@ -39,6 +39,8 @@ from appliance.registry.formats import (
 )
 from appliance.registry.importer import import_file
 from appliance.registry.models import OFFENDER_COLUMNS, read_meta
+from appliance.registry.removal import DEFAULT_MAX_REMOVAL_PERCENT
+from appliance.registry.seal import read_seal
 from appliance.registry.tufrepo import KeyStore, PublisherRepository
 
 log = logging.getLogger(__name__)
@@ -52,7 +54,8 @@ DEFAULT_KEEP_DELTAS = 30
 _KEEP_TARGET_GENERATIONS = 3
 
 _CHANGED = " OR ".join(f"n.{c} IS NOT o.{c}" for c in OFFENDER_COLUMNS[1:])
-_UPSERTS = (f"SELECT {', '.join('n.' + c for c in OFFENDER_COLUMNS)} FROM main.offender n "
+_UPSERTS = (f"SELECT {', '.join('n.' + c for c in OFFENDER_COLUMNS)}, d.digest "
+            f"FROM main.offender n JOIN main.offender_digest d ON d.cnic = n.cnic "
             f"LEFT JOIN old.offender o ON o.cnic = n.cnic "
             f"WHERE o.cnic IS NULL OR {_CHANGED} ORDER BY n.cnic")
 _REMOVALS = ("SELECT o.cnic FROM old.offender o WHERE o.status = 'active' AND NOT EXISTS "
@@ -74,8 +77,12 @@ class Publisher:
 
     def __init__(self, repo_dir: Path | str, keys_dir: Path | str, *,
                  expiry: dict[str, timedelta] | None = None,
-                 keep_deltas: int = DEFAULT_KEEP_DELTAS, now: datetime | None = None) -> None:
+                 keep_deltas: int = DEFAULT_KEEP_DELTAS, now: datetime | None = None,
+                 max_removal_percent: float = DEFAULT_MAX_REMOVAL_PERCENT) -> None:
         self.repo_dir = Path(repo_dir)
+        # Units refuse a removal above *their* threshold (5 %) without a signed reason,
+        # whatever the publisher's is: raising this only moves the refusal to the units.
+        self.max_removal_percent = max_removal_percent
         self.public_dir = self.repo_dir / "public"
         self.state_dir = self.repo_dir / "state"
         self.repo = PublisherRepository(self.public_dir, KeyStore(Path(keys_dir)),
@@ -113,8 +120,15 @@ class Publisher:
         return None if info is None else Index.from_json(self._local(info).read_bytes())
 
     def publish(self, export: Path | str, *, version: int | None = None,
-                source: str | None = None) -> PublishResult:
-        """Validate ``export``, build version N, write snapshot, delta and index, sign."""
+                source: str | None = None,
+                allow_mass_removal: str | None = None) -> PublishResult:
+        """Validate ``export``, build version N, write snapshot, delta and index, sign.
+
+        An export with no active record, or one removing more than 5 % of the published
+        active records, is refused unless ``allow_mass_removal`` gives the reason; the
+        reason is then signed into the index, the delta header and the snapshot
+        (``removal.py``), and units refuse such a version without it.
+        """
         self._require_repo()
         self.repo.require_keys(("targets", "snapshot", "timestamp"))
         previous = self.current_index()
@@ -130,21 +144,26 @@ class Publisher:
         work.mkdir(parents=True)
         try:
             new_db = work / "registry.db"
+            prev_db = self.state_dir / "registry.db"
             import_file(Path(export), new_db, version=new_version,
                         source=source or f"publisher:{Path(export).name}",
                         signed_at=signed_at, expires_at=expires_at,
-                        include_removed=False, now=signed_at)
+                        include_removed=False, now=signed_at,
+                        compare_with=prev_db if previous is not None else None,
+                        allow_mass_removal=allow_mass_removal,
+                        max_removal_percent=self.max_removal_percent)
             record_count = _record_count(new_db)
+            content_digest, decision = _seal_of(new_db)
             snapshot_file = work / Path(snapshot_target(new_version)).name
             compress_file(new_db, snapshot_file)
             new_files: dict[str, Path] = {snapshot_target(new_version): snapshot_file}
 
             delta: DeltaRef | None = None
-            prev_db = self.state_dir / "registry.db"
             if previous is not None and _db_version(prev_db) == previous.version:
                 delta_file = work / Path(delta_target(previous.version, new_version)).name
                 delta = _write_delta(prev_db, new_db, delta_file, previous.version,
-                                     new_version, record_count, signed_at, expires_at)
+                                     new_version, record_count, signed_at, expires_at,
+                                     content_digest, decision)
                 new_files[delta.path] = delta_file
             elif previous is not None:
                 log.warning("publisher state %s does not hold version %d: version %d gets "
@@ -153,9 +172,11 @@ class Publisher:
             kept = [d for d in (previous.deltas if previous else ())
                     if d.to_version > new_version - self.keep_deltas]
             deltas = tuple(([delta] if delta else []) + kept)[: self.keep_deltas]
+            mass = tuple(previous.mass_removals if previous else ()) + (
+                ({"version": new_version, **decision},) if decision else ())
             index = Index(version=new_version, signed_at=signed_at, expires_at=expires_at,
                           record_count=record_count, snapshot=snapshot_target(new_version),
-                          deltas=deltas)
+                          deltas=deltas, content_digest=content_digest, mass_removals=mass)
             index_file = work / "index.json"
             index_file.write_bytes(index.to_json())
             new_files[INDEX_TARGET] = index_file
@@ -227,6 +248,17 @@ def _record_count(db: Path) -> int:
         conn.close()
 
 
+def _seal_of(db: Path) -> tuple[str, dict[str, Any] | None]:
+    conn = sqlite3.connect(db)
+    try:
+        seal = read_seal(conn)
+    finally:
+        conn.close()
+    if seal is None or seal.content_digest is None:
+        raise RegistryError(f"{db} was built without a content digest; this is a bug")
+    return seal.content_digest, seal.removal
+
+
 def _db_version(db: Path) -> int | None:
     if not db.is_file():
         return None
@@ -241,23 +273,24 @@ def _db_version(db: Path) -> int | None:
 
 def _write_delta(prev_db: Path, new_db: Path, dest: Path, from_version: int,
                  to_version: int, record_count: int, signed_at: datetime,
-                 expires_at: datetime) -> DeltaRef:
+                 expires_at: datetime, content_digest: str,
+                 decision: dict[str, Any] | None) -> DeltaRef:
     conn = sqlite3.connect(new_db)
     try:
         conn.execute("ATTACH DATABASE ? AS old", (str(prev_db),))
         n_up = conn.execute(f"SELECT count(*) FROM ({_UPSERTS})").fetchone()[0]
         n_rm = conn.execute(f"SELECT count(*) FROM ({_REMOVALS})").fetchone()[0]
 
-        def upserts() -> Iterator[dict[str, Any]]:
+        def upserts() -> Iterator[tuple[dict[str, Any], str]]:
             for row in conn.execute(_UPSERTS):
-                yield dict(zip(OFFENDER_COLUMNS, row))
+                yield dict(zip(OFFENDER_COLUMNS, row[:-1])), row[-1]
 
         def removals() -> Iterator[str]:
             for (cnic,) in conn.execute(_REMOVALS):
                 yield cnic
 
         header = DeltaHeader(from_version, to_version, n_up, n_rm, record_count, signed_at,
-                             expires_at)
+                             expires_at, content_digest, decision)
         write_delta(dest, header, upserts(), removals())
     finally:
         conn.close()

@@ -35,7 +35,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from appliance.errors import ConfigError, RegistryError
 from appliance.registry.lookup import Registry, is_stale
-from appliance.registry.sync import AlarmCallback, RegistrySync, SyncResult
+from appliance.registry.sync import AlarmCallback, RegistrySync, SyncBusy, SyncResult
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ class RegistryScheduler:
 
     def __init__(self, sync: RegistrySync, *, sync_time: str = "02:30",
                  timezone_name: str = "Asia/Karachi", jitter_minutes: int = 60,
-                 check_interval_minutes: int = 0, retry_initial_s: float = 60,
+                 check_interval_minutes: float = 5, retry_initial_s: float = 60,
                  retry_max_s: float = 3600, max_age_hours: float = 72,
                  on_alarm: AlarmCallback | None = None,
                  stale_check_minutes: float = 10,
@@ -120,8 +120,11 @@ class RegistryScheduler:
                                   jitter=self.jitter_s or None),
             id=NIGHTLY, args=("nightly",), misfire_grace_time=3600, **common)
         if self.check_minutes > 0:
+            # Up to a tenth of the interval (30 s at 5 min) of jitter: units started
+            # together by a power cut do not keep checking in the same second.
             self.scheduler.add_job(
-                self.run, IntervalTrigger(minutes=self.check_minutes, timezone=self.tz),
+                self.run, IntervalTrigger(minutes=self.check_minutes, timezone=self.tz,
+                                          jitter=max(1, int(self.check_minutes * 6))),
                 id=CHECK, args=("check",), misfire_grace_time=60, **common)
         if self.stale_minutes > 0:
             self.scheduler.add_job(
@@ -152,6 +155,9 @@ class RegistryScheduler:
         with self._lock:
             try:
                 result = self.sync.sync()
+            except SyncBusy as exc:  # a technician's sync is doing the job right now
+                log.info("registry sync (%s) skipped: %s", reason, exc)
+                return None
             except RegistryError as exc:  # already logged, recorded and alarmed by sync
                 delay = self.backoff.next_delay()
                 when = self.clock() + timedelta(seconds=delay)

@@ -109,5 +109,5 @@ def sync_status(path: Path | str) -> dict[str, Any]:
         "imported_at": info.imported_at, "last_attempt": when("last_attempt"),
         "last_success": when("last_success"), "last_result": status.get("last_result"),
         "last_error": status.get("last_error"), "consecutive_failures": failures,
-        "healthy": info.exists and failures == 0,
+        "healthy": info.usable and failures == 0,
     }

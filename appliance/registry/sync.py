@@ -19,6 +19,18 @@ Apply, chosen for a unit that keeps answering SMS throughout:
 On any failure the installed registry stays as it is; the error is logged, written to the
 status file (``registry.status.json`` beside the registry) and reported through
 ``on_alarm(kind, message)``. Retrying with backoff is the scheduler's job (schedule.py).
+
+Every download has an overall deadline, not only a gap timeout between bytes (a server
+sending one byte every two seconds never trips a 30 s gap timeout): each file gets
+``file_deadline_s`` plus its signed maximum length at ``min_rate`` bytes a second, and
+the whole sync ``sync_deadline_s``. A blocked read is cut by shutting its socket down.
+
+"Current" is only said about content that verifies: at the installed version the whole
+content is checked against the signed content digest (``verifier``), and a failure
+installs the snapshot again instead of vouching for the damaged file.
+
+One sync at a time per registry: a second one (a technician's ``sync`` while the nightly
+runs) is told at once which process has held the lock since when (:class:`SyncBusy`).
 """
 
 from __future__ import annotations
@@ -26,8 +38,10 @@ from __future__ import annotations
 import errno
 import fcntl
 import logging
+import os
 import sqlite3
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -41,6 +55,7 @@ from tuf.api import exceptions as tuf_exc
 from tuf.api.metadata import Metadata, TargetFile
 from tuf.ngclient import Updater, Urllib3Fetcher
 
+from appliance.credentials import redact_credentials
 from appliance.errors import (
     ConfigError,
     FreezeError,
@@ -59,6 +74,8 @@ from appliance.registry.apply import (
 )
 from appliance.registry.formats import INDEX_TARGET, Index
 from appliance.registry.models import to_iso, write_meta
+from appliance.registry.removal import DEFAULT_MAX_REMOVAL_PERCENT, UnsignedMassRemoval
+from appliance.registry.seal import Verification, verify_file
 from appliance.registry.status import RegistryPaths, record_attempt, sync_status
 
 log = logging.getLogger(__name__)
@@ -69,20 +86,44 @@ __all__ = ["ALARM_KINDS", "PAUSE_ENV", "RegistryPaths", "RegistrySync", "SyncRes
 AlarmCallback = Callable[[str, str], None]
 #: The alarm kinds a sync raises; all are cleared (``on_clear``) by a successful sync.
 ALARM_KINDS = ("registry_sync", "registry_signature", "registry_rollback", "registry_freeze",
-               "registry_clock")
+               "registry_clock", "registry_deadline", "registry_mass_removal")
 #: progress(label, bytes_done, bytes_total) during downloads.
 ProgressCallback = Callable[[str, int, int], None]
+#: verifier(expected content digest or None) -> the verification of the installed file.
+Verifier = Callable[[str | None], Verification]
+
+#: Deadlines (issue 12, item 5). A file may take FILE_DEADLINE_S plus its signed maximum
+#: length at MIN_RATE (32 KB/s, a poor EDGE link: a 71 MB snapshot of 1M records gets
+#: 37 min); a whole sync SYNC_DEADLINE_S. The gap timeout between bytes stays
+#: ``socket_timeout``.
+FILE_DEADLINE_S = 60.0
+MIN_RATE = 32 * 1024
+SYNC_DEADLINE_S = 45 * 60.0
 
 
 class ClockNotTrusted(SyncError):
     """The clock reads earlier than the installed registry's signing time."""
 
 
+class SyncDeadline(SyncError):
+    """A download (or the whole sync) ran past its overall deadline."""
+
+
+class SyncBusy(SyncError):
+    """Another sync of the same registry is running; nothing was done (not a failure)."""
+
+
+class _DeadlineHit(tuf_exc.SlowRetrievalError):
+    """Raised inside the fetcher; translated into :class:`SyncDeadline`."""
+
+
 def alarm_kind(exc: BaseException) -> str:
     """The alarm name for a failed sync, most specific first."""
     for cls, kind in ((ClockNotTrusted, "registry_clock"), (FreezeError, "registry_freeze"),
                       (RollbackError, "registry_rollback"),
-                      (SignatureError, "registry_signature")):
+                      (SignatureError, "registry_signature"),
+                      (SyncDeadline, "registry_deadline"),
+                      (UnsignedMassRemoval, "registry_mass_removal")):
         if isinstance(exc, cls):
             return kind
     return "registry_sync"
@@ -104,19 +145,83 @@ class _Fetcher(Urllib3Fetcher):
     the registry (the default goes to ``/tmp``, a RAM-backed tmpfs on some images)."""
 
     def __init__(self, tmp_dir: Path, progress: ProgressCallback | None,
-                 socket_timeout: int) -> None:
+                 socket_timeout: int, *, sync_deadline: float, file_deadline_s: float,
+                 min_rate: float) -> None:
         super().__init__(socket_timeout=socket_timeout, chunk_size=256 * 1024,
                          app_user_agent="nsor-appliance")
         self.tmp_dir = tmp_dir
         self.progress = progress
         self.label: str | None = None
         self.total = 0
+        self.sync_deadline = sync_deadline      # time.monotonic() value
+        self.file_deadline_s = file_deadline_s
+        self.min_rate = min_rate
+        self._max_length: int | None = None
+
+    def download_bytes(self, url: str, max_length: int) -> bytes:
+        self._max_length = max_length
+        try:
+            return super().download_bytes(url, max_length)
+        finally:
+            self._max_length = None
+
+    def _deadline(self, url: str) -> float:
+        allowance = self.file_deadline_s + (self._max_length or 0) / self.min_rate
+        deadline = min(time.monotonic() + allowance, self.sync_deadline)
+        if deadline <= time.monotonic():
+            raise _DeadlineHit(f"{url}: the sync's overall deadline has passed")
+        return deadline
 
     def _fetch(self, url: str) -> Iterator[bytes]:
-        chunks = super()._fetch(url)
+        deadline = self._deadline(url)
+        remaining = deadline - time.monotonic()
+        gap = max(0.1, min(float(self.socket_timeout), remaining))
+        try:
+            # No retries: each would restart the connect and header waits. The next
+            # scheduled attempt is the retry.
+            response = self._proxy_env.request(
+                "GET", url, preload_content=False, retries=urllib3.Retry(0, redirect=3),
+                timeout=urllib3.Timeout(connect=gap, read=gap))
+        except urllib3.exceptions.MaxRetryError as exc:
+            if isinstance(exc.reason, urllib3.exceptions.TimeoutError):
+                if time.monotonic() >= deadline - 0.05:
+                    raise _DeadlineHit(f"{url}: no answer by its deadline") from exc
+                raise tuf_exc.SlowRetrievalError from exc
+            raise
+        if response.status >= 400:
+            response.close()
+            raise tuf_exc.DownloadHTTPError(f"HTTP error occurred with status "
+                                            f"{response.status}", response.status)
+        chunks = self._until(response, deadline, url)
         if self.progress is None or self.label is None:
             return chunks
         return self._reporting(chunks, self.label, self.total, self.progress)
+
+    def _until(self, response: Any, deadline: float, url: str) -> Iterator[bytes]:
+        """The body in chunks, cut at ``deadline``: a timer shuts the socket down under a
+        blocked read, and ``read1`` returns after one receive so the deadline is checked
+        between them."""
+        timer = threading.Timer(max(0.0, deadline - time.monotonic()), response.shutdown)
+        timer.daemon = True
+        timer.start()
+        try:
+            while True:
+                if time.monotonic() >= deadline:
+                    raise _DeadlineHit(f"{url}: not received by its deadline")
+                try:
+                    chunk = response.read1(self.chunk_size)
+                except (urllib3.exceptions.HTTPError, OSError) as exc:
+                    if time.monotonic() >= deadline - 0.05:
+                        raise _DeadlineHit(f"{url}: not received by its deadline") from exc
+                    if isinstance(exc, urllib3.exceptions.TimeoutError):
+                        raise tuf_exc.SlowRetrievalError from exc
+                    raise
+                if not chunk:
+                    return
+                yield chunk
+        finally:
+            timer.cancel()
+            response.release_conn()
 
     @staticmethod
     def _reporting(chunks: Iterator[bytes], label: str, total: int,
@@ -156,9 +261,22 @@ class RegistrySync:
                  on_clear: Callable[[str], None] | None = None,
                  progress: ProgressCallback | None = None,
                  clock: Callable[[], datetime] | None = None,
-                 socket_timeout: int = 30) -> None:
+                 socket_timeout: int = 30, file_deadline_s: float = FILE_DEADLINE_S,
+                 min_rate: float = MIN_RATE, sync_deadline_s: float = SYNC_DEADLINE_S,
+                 verifier: Verifier | None = None,
+                 max_removal_percent: float = DEFAULT_MAX_REMOVAL_PERCENT) -> None:
         self.paths = RegistryPaths(Path(path))
+        self.file_deadline_s = file_deadline_s
+        self.min_rate = min_rate
+        self.sync_deadline_s = sync_deadline_s
+        self.verifier: Verifier = verifier or (
+            lambda expected: verify_file(self.paths.db, expected))
+        self.max_removal_percent = max_removal_percent
+        self._deadline = 0.0
         self.url = repository_url.rstrip("/")
+        # What messages, the status file and registry_meta.source say: a password in the
+        # URL's user-info never leaves the fetcher.
+        self.shown_url = redact_credentials(self.url)
         self.trusted_root = Path(trusted_root)
         self.on_alarm = on_alarm
         self.on_clear = on_clear
@@ -185,8 +303,9 @@ class RegistrySync:
             raise SyncError("registry.repository_url is empty in the configuration; set it "
                             "to the publisher's URL to enable syncing")
         self.paths.db.parent.mkdir(parents=True, exist_ok=True)
-        started = time.monotonic()
         with self._exclusive():
+            started = time.monotonic()
+            self._deadline = started + self.sync_deadline_s
             try:
                 result = self._run(started)
                 self._mark_verified()
@@ -194,7 +313,7 @@ class RegistrySync:
                 self._failed(exc)
                 raise
             except Exception as exc:  # an unforeseen failure must not skip the alarm
-                wrapped = SyncError(f"registry sync from {self.url} failed unexpectedly: "
+                wrapped = SyncError(f"registry sync from {self.shown_url} failed unexpectedly: "
                                     f"{exc!r}; the current registry is kept")
                 self._failed(wrapped)
                 raise wrapped from exc
@@ -220,23 +339,40 @@ class RegistrySync:
         from_version = installed.get("version")
         signed_at = installed.get("signed_at")
         now = self.clock()
+        # Metadata read from a damaged file is no ground to refuse its repair: the clock
+        # and rollback guards below trust the installed version and signing time only
+        # if the content verifies (TUF's own metadata still refuses a rollback).
+        verification: Verification | None = None
         if signed_at is not None and now < signed_at:
-            raise ClockNotTrusted(
-                f"clock reads {now.isoformat()}, before the installed registry's signing "
-                f"time {signed_at.isoformat()}: not syncing until the time is set (NTP, "
-                "or the modem's AT+CCLK)")
+            verification = self.verifier(None)
+            if verification.ok:
+                raise ClockNotTrusted(
+                    f"clock reads {now.isoformat()}, before the installed registry's "
+                    f"signing time {signed_at.isoformat()}: not syncing until the time is "
+                    "set (NTP, or the modem's AT+CCLK)")
+            log.error("installed registry fails verification (%s): its signing time is "
+                      "not trusted", verification.problem)
+            from_version = None
         updater = self._updater()
         with self._translated("refreshing the signed metadata"):
             updater.refresh()
             info = updater.get_targetinfo(INDEX_TARGET)
         if info is None:
-            raise SyncError(f"{self.url} lists no {INDEX_TARGET}: is repository_url the "
+            raise SyncError(f"{self.shown_url} lists no {INDEX_TARGET}: is repository_url the "
                             "publisher's `public` directory?")
         index = Index.from_json(self._download(updater, info, "index").read_bytes())
 
+        if from_version is not None and index.version <= from_version:
+            # Never vouch again for content that fails verification: re-install instead.
+            verification = verification or self.verifier(
+                index.content_digest if index.version == from_version else None)
+            if not verification.ok:
+                log.error("installed registry v%s fails verification (%s): installing the "
+                          "snapshot again", from_version, verification.problem)
+                from_version = None
         if from_version is not None and index.version < from_version:
             raise RollbackError(
-                f"{self.url} offers registry version {index.version}, older than the "
+                f"{self.shown_url} offers registry version {index.version}, older than the "
                 f"installed {from_version}: refusing (rollback); keeping version "
                 f"{from_version}")
         if from_version == index.version:
@@ -264,8 +400,9 @@ class RegistrySync:
                         if path is None:
                             raise DeltaUnusable(f"{ref.path} is missing on the server")
                         with self._translated(f"applying {ref.path}"):
-                            count = apply_delta(db, path, ref, source=self.url,
-                                                now=self.clock())
+                            count = apply_delta(
+                                db, path, ref, source=self.shown_url, now=self.clock(),
+                                max_removal_percent=self.max_removal_percent)
                     return SyncResult("delta", from_version, index.version, count,
                                       time.monotonic() - started)
                 except DeltaUnusable as exc:
@@ -273,7 +410,9 @@ class RegistrySync:
                                 exc)
         path = self._download(updater, snapshot_info, f"snapshot v{index.version}")
         with self._translated(f"installing {index.snapshot}"):
-            count = install_snapshot(db, path, index, source=self.url, now=self.clock())
+            count = install_snapshot(db, path, index, source=self.shown_url, now=self.clock(),
+                                     installed_version=installed.get("version"),
+                                     max_removal_percent=self.max_removal_percent)
         return SyncResult("snapshot", from_version, index.version, count,
                           time.monotonic() - started)
 
@@ -294,7 +433,9 @@ class RegistrySync:
         meta_dir.mkdir(parents=True, exist_ok=True)
         incoming.mkdir(parents=True, exist_ok=True)
         bootstrap = self._bootstrap_root()
-        fetcher = _Fetcher(incoming, self.progress, self.socket_timeout)
+        fetcher = _Fetcher(incoming, self.progress, self.socket_timeout,
+                           sync_deadline=self._deadline,
+                           file_deadline_s=self.file_deadline_s, min_rate=self.min_rate)
         with self._translated("loading the trusted root"):
             return Updater(str(meta_dir), f"{self.url}/metadata/", str(incoming),
                            f"{self.url}/targets/", fetcher=fetcher, bootstrap=bootstrap)
@@ -320,7 +461,7 @@ class RegistrySync:
         with self._translated(f"looking up {path}"):
             info = updater.get_targetinfo(path)
         if info is None:
-            raise SyncError(f"{self.url}: the index names {path}, which the signed targets "
+            raise SyncError(f"{self.shown_url}: the index names {path}, which the signed targets "
                             "do not list; the publisher's repository is inconsistent")
         return info
 
@@ -354,12 +495,17 @@ class RegistrySync:
     @contextmanager
     def _translated(self, action: str) -> Iterator[None]:
         """python-tuf, urllib3 and OS errors -> the appliance's error tree."""
-        where = f"registry sync from {self.url}: {action}"
+        where = f"registry sync from {self.shown_url}: {action}"
         keep = "; the current registry is kept"
         try:
             yield
         except RegistryError:
             raise
+        except _DeadlineHit as exc:
+            raise SyncDeadline(f"{where}: {exc} (per file {self.file_deadline_s:g} s + "
+                               f"{self.min_rate / 1024:g} KB/s of its size, per sync "
+                               f"{self.sync_deadline_s:g} s); the server or the link is too "
+                               f"slow{keep}") from exc
         except tuf_exc.ExpiredMetadataError as exc:
             raise FreezeError(f"{where}: signed metadata has expired ({exc}); the publisher "
                               f"must re-sign (registry keys timestamp){keep}") from exc
@@ -386,23 +532,41 @@ class RegistrySync:
     @contextmanager
     def _exclusive(self) -> Iterator[None]:
         """One sync at a time per registry, across processes (the service's scheduler
-        and a technician's ``python -m appliance sync``): the second waits its turn."""
+        and a technician's ``python -m appliance sync``). The second does not wait: it
+        raises :class:`SyncBusy` naming the holder and since when (written into the lock
+        file by the holder), so a technician is not left looking at a silent terminal."""
         with open(self.paths.lock, "a+") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
             try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                fh.seek(0)
+                holder = fh.read(200).strip() or "unknown process, since unknown"
+                raise SyncBusy(f"another registry sync is running ({holder}); it ends by "
+                               f"its deadline ({self.sync_deadline_s / 60:g} min at most). "
+                               "Try again later, or see `python -m appliance registry "
+                               "status`") from None
+            try:
+                fh.seek(0)
+                fh.truncate()
+                fh.write(f"pid {os.getpid()}, since {to_iso(self.clock())}\n")
+                fh.flush()
                 yield
             finally:
+                fh.seek(0)
+                fh.truncate()
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
     # -- status and alarms -----------------------------------------------------------------
 
     def _failed(self, exc: RegistryError) -> None:
         kind = alarm_kind(exc)
-        log.error("%s: %s", kind, exc)
-        record_attempt(self.paths, to_iso(self.clock()), error=(kind, str(exc)))
+        # A library's message (urllib3, python-tuf) may quote the full URL.
+        message = redact_credentials(str(exc))
+        log.error("%s: %s", kind, message)
+        record_attempt(self.paths, to_iso(self.clock()), error=(kind, message))
         if self.on_alarm is not None:
             try:
-                self.on_alarm(kind, str(exc))
+                self.on_alarm(kind, message)
             except Exception:  # an alarm sink's bug must not hide the sync failure
                 log.exception("on_alarm callback failed for %s", kind)
 
