@@ -85,7 +85,7 @@ def cmd_lookup(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from .modem.sim_cli import simulate_main
+    from .simulator.cli import simulate_main
     return int(simulate_main(args.rest) or 0)
 
 

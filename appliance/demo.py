@@ -47,7 +47,7 @@ def citizen_messages(hits: tuple[str, ...], misses: tuple[str, ...],
 
 def run_demo(args: argparse.Namespace) -> int:
     from .config import config_from_dict
-    from .modem.simulator import Simulator
+    from .simulator.bank import Simulator
     from .registry.importer import SAMPLE_REGISTRY, demo_cnics, import_file
     from .service import Service
 

@@ -35,7 +35,7 @@ from bench_support import (
     tree_cpu,
 )
 
-from appliance.modem.simulator import Received, Simulator
+from appliance.simulator.bank import Received, Simulator
 
 log = logging.getLogger(__name__)
 

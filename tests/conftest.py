@@ -105,7 +105,7 @@ def write_unit_toml(tmp_path: Path, ports: Sequence[tuple[str, str]], *,
 
 @pytest.fixture
 def sim(tmp_path: Path) -> Iterator[Any]:
-    from appliance.modem.simulator import Simulator
+    from appliance.simulator.bank import Simulator
 
     s = Simulator(tmp_path / "ports", 2, seed=1)
     s.start()

@@ -297,7 +297,7 @@ def _sample_names() -> set[str]:
 
 def test_service_logs_no_cnic_or_name_at_info(tmp_path: Path,
                                               caplog: pytest.LogCaptureFixture) -> None:
-    from appliance.modem import sim_pdu
+    from appliance.simulator import pdu as sim_pdu
     from tests.test_fuzz_inbound import CORPUS, Harness
 
     # Stamped now: an old stamp makes "help" a late message without a CNIC (not answered).

@@ -281,7 +281,7 @@ def test_multipart_failing_on_part_two_resumes_with_the_same_reference(
 
 
 def test_sixteen_modems_at_once_nothing_lost(tmp_path: Path) -> None:
-    from appliance.modem.simulator import Simulator
+    from appliance.simulator.bank import Simulator
 
     with Simulator(tmp_path / "ports16", 16, seed=3) as sim16:
         handlers = [Handler() for _ in range(16)]
@@ -328,7 +328,7 @@ def test_balance_check_by_ussd(sim: Any) -> None:
 def test_wrong_pin_is_sent_once_and_never_shown(tmp_path: Path) -> None:
     """Three wrong PINs lock a SIM (PUK): the reopen loop must not retry a refused PIN,
     and the PIN must not appear in errors (they reach logs and the status page)."""
-    from appliance.modem.simulator import ModemSpec, Simulator
+    from appliance.simulator.bank import ModemSpec, Simulator
 
     with Simulator(tmp_path / "pin", [ModemSpec(pin="1234")], seed=5) as s:
         handler = Handler()
@@ -347,7 +347,7 @@ def test_wrong_pin_is_sent_once_and_never_shown(tmp_path: Path) -> None:
 def test_reply_goes_out_when_the_memory_is_full_of_inbound(tmp_path: Path) -> None:
     """AT+CMGW answers +CMS ERROR: 322 when unanswered SMS fill the SIM: the part is sent
     with AT+CMGS instead of failing the reply."""
-    from appliance.modem.simulator import ModemSpec, Simulator
+    from appliance.simulator.bank import ModemSpec, Simulator
 
     with Simulator(tmp_path / "full", [ModemSpec(sim_capacity=2)], seed=6) as s:
         handler = Handler()

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from appliance.modem.simulator import Simulator
+from appliance.simulator.bank import Simulator
 from tests.conftest import wait_until
 from tests.fault_support import Crowd, Unit, read_state, show_figures
 

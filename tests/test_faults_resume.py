@@ -25,8 +25,8 @@ from typing import Any
 import pytest
 
 from appliance.inbound_age import AgeRules, judge_age
-from appliance.modem.sim_pdu import PAKISTAN
-from appliance.modem.simulator import Simulator
+from appliance.simulator.pdu import PAKISTAN
+from appliance.simulator.bank import Simulator
 from tests.conftest import wait_until
 from tests.fault_support import Crowd, StateFigures, Tally, read_state, show_figures
 from tests.test_faults import running_service, settle

@@ -25,7 +25,7 @@ from appliance.errors import FleetError
 from appliance.fleet import topics
 from appliance.fleet.centre import HitArchive, collect_hits
 from appliance.fleet.mqtt import connect_blocking, make_client
-from appliance.modem.simulator import Simulator
+from appliance.simulator.bank import Simulator
 from appliance.registry.importer import demo_cnics
 from tests.conftest import ROOT, wait_until
 from tests.fault_support import Crowd, Unit, show_figures

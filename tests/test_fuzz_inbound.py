@@ -26,8 +26,9 @@ from hypothesis import strategies as st
 
 from appliance.config import config_from_dict
 from appliance.errors import PduError
-from appliance.modem import pdu, sim_pdu
-from appliance.modem.sim_gsm7 import is_gsm7
+from appliance.modem import pdu
+from appliance.simulator import pdu as sim_pdu
+from appliance.simulator.gsm7 import is_gsm7
 from appliance.registry.importer import SAMPLE_REGISTRY, demo_cnics, import_file
 from appliance.service import Service
 from appliance.store import Inbound, Outbound

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from appliance.modem.simulator import Simulator
+from appliance.simulator.bank import Simulator
 
 GAMMU = "/usr/bin/gammu"
 URDU = "خبردار! احمد ولد محمود سزا یافتہ مجرم ہے۔"  # one UCS-2 part (41 characters)

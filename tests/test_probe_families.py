@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from appliance.modem.simulator import ModemSpec, Simulator
+from appliance.simulator.bank import ModemSpec, Simulator
 from appliance.probe import probe_all
 
 

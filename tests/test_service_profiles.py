@@ -1,4 +1,4 @@
-"""The whole service on every simulated modem family (appliance.modem.sim_profiles): it
+"""The whole service on every simulated modem family (appliance.simulator.profiles): it
 reaches ``ready`` and answers a hit, a no-record and a multi-part reply, checked with an
 independent decoder. The LTE module registered "SMS only" (+CREG 6, +CGREG 0, +CEREG 1,
 unquoted location codes) and the Cinterion module that allows only <bfr> 1 are the two
@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from appliance.cnic import format_cnic
-from appliance.modem.sim_profiles import PROFILES
+from appliance.simulator.profiles import PROFILES
 from appliance.registry.importer import demo_cnics
 from tests.conftest import unit_config, wait_until
 from tests.test_service_e2e import expected_reply, independent_texts
@@ -29,7 +29,7 @@ def family(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture
 def bank(tmp_path: Path, family: str) -> Iterator[Any]:
-    from appliance.modem.simulator import Simulator
+    from appliance.simulator.bank import Simulator
 
     s = Simulator(tmp_path / "ports", 2, profile=family, seed=3)
     s.start()

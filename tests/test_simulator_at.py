@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from gsmmodem.pdu import decodeSmsPdu, encodeSmsSubmitPdu
 
-from appliance.modem.sim_client import ATClient
-from appliance.modem.simulator import ModemSpec, Simulator
+from appliance.simulator.client import ATClient
+from appliance.simulator.bank import ModemSpec, Simulator
 
 CITIZEN = "+923001234567"
 

@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 from gsmmodem.pdu import encodeSmsSubmitPdu
 
-from appliance.modem.sim_client import ATClient
+from appliance.simulator.client import ATClient
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
-CLI = [sys.executable, "-m", "appliance.modem.sim_cli"]
+CLI = [sys.executable, "-m", "appliance.simulator.cli"]
 CITIZEN = "+923001234567"
 
 
@@ -90,7 +90,7 @@ def test_client_without_a_running_bank(tmp_path: Path) -> None:
 def test_every_simulate_command_and_option_has_help() -> None:
     import argparse
 
-    from appliance.modem.sim_cli import CLIENT_COMMANDS, build_parsers
+    from appliance.simulator.cli import CLIENT_COMMANDS, build_parsers
 
     run, client = build_parsers()
     sub = next(a for a in client._actions if isinstance(a, argparse._SubParsersAction))

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from gsmmodem.modem import GsmModem
 
-from appliance.modem.sim_client import ATClient
-from appliance.modem.simulator import Simulator
+from appliance.simulator.client import ATClient
+from appliance.simulator.bank import Simulator
 
 CITIZEN = "+923001234567"
 

@@ -11,8 +11,8 @@ import serial
 from gsmmodem.pdu import encodeSmsSubmitPdu
 
 from appliance.errors import ModemTimeout
-from appliance.modem.sim_client import ATClient
-from appliance.modem.simulator import ModemSpec, Simulator
+from appliance.simulator.client import ATClient
+from appliance.simulator.bank import ModemSpec, Simulator
 
 CITIZEN = "+923001234567"
 

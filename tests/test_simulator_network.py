@@ -10,8 +10,8 @@ import pytest
 from gsmmodem.pdu import encodeSmsSubmitPdu
 from smspdudecoder.easy import read_incoming_sms
 
-from appliance.modem.sim_client import ATClient
-from appliance.modem.simulator import ModemSpec, Simulator
+from appliance.simulator.client import ATClient
+from appliance.simulator.bank import ModemSpec, Simulator
 
 CITIZEN = "+923001234567"
 URDU = ("خبردار! احمد ولد محمود سزا یافتہ مجرم ہے۔ اسے بچوں اور خواتین کے قریب نہ آنے دیں۔ "

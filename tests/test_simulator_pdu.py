@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 from smspdudecoder.easy import read_incoming_sms, read_outgoing_sms
 
 from appliance.errors import PduError
-from appliance.modem import sim_gsm7 as gsm7
-from appliance.modem import sim_pdu
+from appliance.simulator import gsm7
+from appliance.simulator import pdu as sim_pdu
 
 URDU = ("خبردار! احمد ولد محمود سزا یافتہ مجرم ہے۔ اسے بچوں اور خواتین کے قریب نہ آنے دیں۔ "
         "خبردار! اکرم ولد اسلم سزا یافتہ مجرم ہے۔")

@@ -18,7 +18,7 @@ import serial
 
 from appliance.config import config_from_text
 from appliance.doctor import FAIL, PASS, DiskUsage, check_clock, disk_alarm
-from appliance.modem.simulator import ModemSpec, Simulator
+from appliance.simulator.bank import ModemSpec, Simulator
 from appliance.probe import discover, stable_name
 from appliance.statuspage import StatusServer
 from tests.conftest import FIRMWARE_CONFIG, ROOT, wait_until, write_unit_toml

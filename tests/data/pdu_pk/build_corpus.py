@@ -3,7 +3,7 @@
 The expected values are written here from the specification, and the PDUs are produced
 WITHOUT the appliance's own codec (``appliance/modem/pdu*.py``) or ``gsmmodem.pdu``:
 
-* ``sim``: ``appliance/modem/sim_pdu.py``, the simulator's encoder, written separately
+* ``sim``: ``appliance/simulator/pdu.py``, the simulator's encoder, written separately
   from TS 23.040 so that it can judge our decoder instead of sharing its mistakes;
 * ``sim+dcs``: the same, with the TP-DCS octet then changed by hand to an odd value whose
   alphabet is unchanged (class 0 "flash", class 1, the automatic-deletion group), so the
@@ -25,7 +25,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[2]))
 
-from appliance.modem import sim_pdu  # noqa: E402  (after the path set-up)
+from appliance.simulator import pdu as sim_pdu  # noqa: E402  (after the path set-up)
 
 SMSC = "+923000000099"
 SMSC_HEX = "07" "91" "290300000099"          # TS 24.011 §8.2.5.1: length 7, international
@@ -164,7 +164,7 @@ def readme() -> str:
         "# Pakistani SMS-DELIVER corpus",
         "",
         "Built by `build_corpus.py` with encoders other than the appliance's own "
-        "(`appliance/modem/sim_pdu.py`, written separately from TS 23.040, and hand-assembled "
+        "(`appliance/simulator/pdu.py`, written separately from TS 23.040, and hand-assembled "
         "octets); `corpus.json` holds every PDU with the values our decoder must produce. "
         "`tests/test_fuzz_inbound.py` decodes each with `appliance.modem.pdu.decode` and also "
         "mutates them for the inbound fuzz run. All numbers and CNICs are made up.",

@@ -19,12 +19,12 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from appliance.modem import sim_at_sms
-from appliance.modem.sim_at import Reply, execute_line
-from appliance.modem.sim_port import PtyPort, frame_reply, frame_urc
+from appliance.simulator import at_sms as sim_at_sms
+from appliance.simulator.at import Reply, execute_line
+from appliance.simulator.port import PtyPort, frame_reply, frame_urc
 
 if TYPE_CHECKING:
-    from appliance.modem.sim_modem import SimModem
+    from appliance.simulator.modem import SimModem
 
 TRACE = 5  # raw AT traffic, below DEBUG
 MAX_LINE = 1024

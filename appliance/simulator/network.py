@@ -19,11 +19,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from appliance.modem import sim_pdu
-from appliance.modem.sim_pdu import PAKISTAN, Alphabet, Concat, EncodedPdu, Submit
+from appliance.simulator import pdu as sim_pdu
+from appliance.simulator.pdu import PAKISTAN, Alphabet, Concat, EncodedPdu, Submit
 
 if TYPE_CHECKING:
-    from appliance.modem.sim_modem import SimModem
+    from appliance.simulator.modem import SimModem
 
 log = logging.getLogger(__name__)
 

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from appliance.errors import PduError
-from appliance.modem import sim_gsm7 as gsm7
-from appliance.modem.sim_pdu_fields import (
+from appliance.simulator import gsm7
+from appliance.simulator.pdu_fields import (
     IEI_CONCAT_8, IEI_CONCAT_16, PAKISTAN, Alphabet, Concat, UserData, decode_bcd,
     decode_timestamp, decode_user_data, encode_address, encode_timestamp, encode_user_data,
     split_text)

@@ -11,7 +11,7 @@ each way) lets other terminals act as citizens and technicians::
     python -m appliance simulate status --dir DIR
 
 Until ``appliance/cli.py`` dispatches to :func:`simulate_main`, run it as
-``python -m appliance.modem.sim_cli``.
+``python -m appliance.simulator.cli``.
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from appliance.modem.sim_profiles import PROFILES
-from appliance.modem.simulator import Simulator
+from appliance.simulator.profiles import PROFILES
+from appliance.simulator.bank import Simulator
 
 CONTROL = "control.sock"
 CLIENT_COMMANDS = ("send", "inbox", "fault", "unplug", "replug", "status")
@@ -211,7 +211,7 @@ CLIENT_HELP = {
 
 
 def build_parsers() -> tuple[argparse.ArgumentParser, argparse.ArgumentParser]:
-    from .sim_faults import Faults
+    from .faults import Faults
 
     commands = "\n".join(f"  {name:8} {CLIENT_HELP[name]}" for name in CLIENT_COMMANDS)
     run = argparse.ArgumentParser(

@@ -16,7 +16,7 @@ import select
 import tty
 from pathlib import Path
 
-from appliance.modem.sim_at import ATState, Reply
+from appliance.simulator.at import ATState, Reply
 
 log = logging.getLogger(__name__)
 

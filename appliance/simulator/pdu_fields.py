@@ -1,8 +1,8 @@
 """Fields of SMS TPDUs for the simulator's codec (3GPP TS 23.040 §9.1.2.5, §9.2.3, TS 23.038).
 
 Addresses, time stamps, data coding and user data (with its header) are shared by the
-three PDUs in :mod:`appliance.modem.sim_pdu`. Written from the specification, independently
-of ``appliance/modem/pdu.py`` and ``gsmmodem.pdu`` (see :mod:`sim_pdu` for why).
+three PDUs in :mod:`appliance.simulator.pdu`. Written from the specification, independently
+of ``appliance/modem/pdu.py`` and ``gsmmodem.pdu`` (see :mod:`appliance.simulator.pdu` for why).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Literal
 
 from appliance.errors import PduError
-from appliance.modem import sim_gsm7 as gsm7
+from appliance.simulator import gsm7
 
 Alphabet = Literal["gsm7", "8bit", "ucs2"]
 

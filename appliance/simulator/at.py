@@ -3,8 +3,8 @@
 A command line (ITU-T V.250 §5.2) is ``AT`` followed by basic commands (``E0``, ``&F``,
 ``S0=1``) and extended commands (``+CMGF=0``) separated by ``;``. Every command gets an
 answer: an unknown or malformed one ends the line with ERROR (V.250 §5.2.1), never
-silence. General commands live in :mod:`appliance.modem.sim_at_general`, SMS commands
-(TS 27.005) in :mod:`appliance.modem.sim_at_sms`; both register in :data:`HANDLERS`.
+silence. General commands live in :mod:`appliance.simulator.at_general`, SMS commands
+(TS 27.005) in :mod:`appliance.simulator.at_sms`; both register in :data:`HANDLERS`.
 
 Handlers run in the modem's thread with the network lock held and return a :class:`Reply`;
 the modem frames it (V.250 §5.7.1) and writes it.
@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from appliance.modem.sim_modem import SimModem
+    from appliance.simulator.modem import SimModem
 
 # TS 27.007 §9.2.1 / TS 27.005 §3.2.5 texts, for AT+CMEE=2.
 CME_TEXT = {3: "operation not allowed", 4: "operation not supported", 10: "SIM not inserted",

@@ -2,7 +2,7 @@
 
 Text mode (``AT+CMGF=1``) answers ``+CMS ERROR: 303``: the appliance never uses it, and a
 client that silently falls back to it should be seen failing here rather than in the field.
-Message storage is finite and indexed per profile (see :mod:`appliance.modem.sim_storage`).
+Message storage is finite and indexed per profile (see :mod:`appliance.simulator.storage`).
 """
 
 from __future__ import annotations
@@ -11,14 +11,14 @@ import logging
 from typing import TYPE_CHECKING
 
 from appliance.errors import PduError
-from appliance.modem import sim_pdu
-from appliance.modem.sim_at import Command, Reply, handler, ok
-from appliance.modem.sim_storage import (
+from appliance.simulator import pdu as sim_pdu
+from appliance.simulator.at import Command, Reply, handler, ok
+from appliance.simulator.storage import (
     REC_READ, REC_UNREAD, STO_SENT, STO_UNSENT, Memory, StoredMessage,
 )
 
 if TYPE_CHECKING:
-    from appliance.modem.sim_modem import SimModem
+    from appliance.simulator.modem import SimModem
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """One simulated GSM modem: identity, SIM, settings and the services its AT commands use.
 
 The modem's state lives here; its serial side (the pty and the thread serving it) lives in
-:mod:`appliance.modem.sim_serial`. Everything here runs with the network lock held, so the
+:mod:`appliance.simulator.serial_side`. Everything here runs with the network lock held, so the
 network, tests and the control socket may call it from any thread; queued unsolicited
 results and timers are carried out by the serving thread.
 """
@@ -22,16 +22,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from appliance.errors import PduError
-from appliance.modem import sim_at_general, sim_at_sms  # noqa: F401  (register handlers)
-from appliance.modem.sim_at import CME_TEXT, CMS_TEXT, ATState, Reply
-from appliance.modem.sim_faults import Faults
-from appliance.modem.sim_pdu import EncodedPdu, decode_deliver
-from appliance.modem.sim_profiles import ModemProfile, Operator
-from appliance.modem.sim_serial import SerialSide
-from appliance.modem.sim_storage import StoredMessage, build_memories
+from appliance.simulator import at_general as sim_at_general, at_sms as sim_at_sms  # noqa: F401  (register handlers)
+from appliance.simulator.at import CME_TEXT, CMS_TEXT, ATState, Reply
+from appliance.simulator.faults import Faults
+from appliance.simulator.pdu import EncodedPdu, decode_deliver
+from appliance.simulator.profiles import ModemProfile, Operator
+from appliance.simulator.serial_side import SerialSide
+from appliance.simulator.storage import StoredMessage, build_memories
 
 if TYPE_CHECKING:
-    from appliance.modem.sim_network import Network
+    from appliance.simulator.network import Network
 
 
 @dataclass

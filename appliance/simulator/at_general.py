@@ -2,7 +2,7 @@
 network, SIM and USSD.
 
 Answers follow the vendors' manuals for each profile (identification strings live in
-:mod:`appliance.modem.sim_profiles`); anything a profile lacks is ERROR, as on the device.
+:mod:`appliance.simulator.profiles`); anything a profile lacks is ERROR, as on the device.
 """
 
 from __future__ import annotations
@@ -10,11 +10,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from appliance.modem.sim_at import HANDLERS, Command, Handler, Reply, handler, ok, supported
-from appliance.modem.sim_pdu import PAKISTAN
+from appliance.simulator.at import HANDLERS, Command, Handler, Reply, handler, ok, supported
+from appliance.simulator.pdu import PAKISTAN
 
 if TYPE_CHECKING:
-    from appliance.modem.sim_modem import SimModem
+    from appliance.simulator.modem import SimModem
 
 
 # --- V.250 basic commands ------------------------------------------------------------------
@@ -294,7 +294,7 @@ def _cusd(m: SimModem, c: Command) -> Reply:
 
 
 def _unpack_ussd(hexcode: str) -> str | None:
-    from appliance.modem.sim_gsm7 import decode_septets, unpack_septets
+    from appliance.simulator.gsm7 import decode_septets, unpack_septets
 
     try:
         data = bytes.fromhex(hexcode)

@@ -3,7 +3,7 @@
 The appliance is tested, demonstrated and rehearsed without hardware through this module:
 each modem is a pty whose slave is symlinked as ``DIR/sim0`` … (so a configuration names
 it like a real ``/dev/serial/by-path`` port), speaking real AT in PDU mode with a family's
-quirks (:mod:`sim_profiles`), finite SIM storage and run-time faults (:class:`Faults`).
+quirks (:mod:`appliance.simulator.profiles`), finite SIM storage and run-time faults (:class:`Faults`).
 Citizens are handsets with numbers: :meth:`Simulator.citizen_send` puts their SMS on a
 modem, :meth:`Simulator.inbox` shows what the appliance answered them, and every submitted
 PDU is kept in :attr:`Simulator.submitted` — decoded by the simulator's own codec, so the
@@ -26,11 +26,11 @@ from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 
-from appliance.modem.sim_faults import Faults
-from appliance.modem.sim_modem import SimModem, StoredSms
-from appliance.modem.sim_network import Network, Received, SubmittedPart
-from appliance.modem.sim_pdu import Alphabet
-from appliance.modem.sim_profiles import PROFILES, operator_named, profile_named
+from appliance.simulator.faults import Faults
+from appliance.simulator.modem import SimModem, StoredSms
+from appliance.simulator.network import Network, Received, SubmittedPart
+from appliance.simulator.pdu import Alphabet
+from appliance.simulator.profiles import PROFILES, operator_named, profile_named
 
 __all__ = ["Faults", "ModemSpec", "Received", "SimModem", "Simulator", "StoredSms",
            "SubmittedPart", "PROFILES"]
