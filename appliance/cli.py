@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from .errors import ApplianceError, ConfigError
+from .version import __version__
 
 DEFAULT_CONFIG = Path(os.environ.get("NSOR_CONFIG", "/etc/nsor/appliance.toml"))
 FIRMWARE_CONFIG = Path(__file__).resolve().parent.parent / "firmware_config"
@@ -104,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 description="NSOR SMS appliance: CNIC queries answered by SMS.")
     p.add_argument("-v", "--verbose", action="count", default=0,
                    help="debug logging (-vv: raw AT traffic too)")
+    p.add_argument("--version", action="version", version=f"nsor-appliance {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     def config_arg(sp: argparse.ArgumentParser) -> None:

@@ -43,6 +43,7 @@ from .responder import (
     Policy, RegistryState, Templates, limit_reply, load_templates, respond,
 )
 from .store import Job, Outbound, Store, StoredPart, SubmittedPart, db, write_txn
+from .version import __version__
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +89,8 @@ class Service:
         self.registry = Registry(config.registry_path)
         self.alarms = Alarms(sms_numbers=config.alarms.sms_numbers,
                              min_interval_s=config.alarms.min_interval_minutes * 60,
-                             send_sms=self._queue_alarm_sms)
+                             send_sms=self._queue_alarm_sms,
+                             header=f"NSOR {config.unit.name} {__version__}")
         self.guard = Guard(config)
         rel = config.reliability
         self.backoff = Backoff(rel.retry_base_s, rel.retry_max_s)
@@ -545,6 +547,7 @@ class Service:
         disk = shutil.disk_usage(self.config.unit.data_dir)
         return {
             "unit": self.config.unit.name, "time": now, "uptime_s": now - self.started_at,
+            "version": __version__,
             "modems": modems,
             "queue": {"pending": self.store.pending_count(),
                       "unassigned": depth.get(None, 0)},

@@ -28,6 +28,7 @@ from rich.table import Table
 from .errors import ConfigError, StoreError
 from .statuspage import (MODEM_COLUMNS, fetch_status, fmt_duration, modem_cells, modem_level,
                          summary_lines)
+from .version import __version__
 
 #: Exit status when the service is not running (as ``systemctl status`` uses it).
 NOT_RUNNING = 3
@@ -117,6 +118,8 @@ def render_status(con: Console, snap: dict[str, Any]) -> None:
     con.print(table)
     for label, text, level in summary_lines(snap):
         con.print(f"{label:>9}: [{_STYLE[level]}]{escape(text)}[/]")
+    text, level = version_line(snap)
+    con.print(f"{'version':>9}: [{_STYLE[level]}]{escape(text)}[/]")
     alarms = snap.get("alarms") or []
     if alarms:
         for a in alarms:
@@ -124,6 +127,16 @@ def render_status(con: Console, snap: dict[str, Any]) -> None:
                       f"{escape(str(a.get('message')))}")
     elif snap.get("source") != "files":
         con.print("   alarms: none")
+
+
+def version_line(snap: dict[str, Any]) -> tuple[str, str]:
+    """The installed release, and the running one when the service runs another: after an
+    upgrade the old code answers SMS until the service restarts."""
+    running = snap.get("version")
+    if snap.get("source") == "files" or running in (None, __version__):
+        return f"nsor-appliance {__version__}", "ok"
+    return (f"nsor-appliance {__version__} installed, {running} running: "
+            "sudo systemctl restart nsor-appliance", "warn")
 
 
 def offline_snapshot(config: Any) -> dict[str, Any]:
@@ -140,7 +153,7 @@ def offline_snapshot(config: Any) -> dict[str, Any]:
                "queue": 0, "sent_hour": None, "sent_day": None, "hourly_cap": m.hourly_cap,
                "daily_cap": m.daily_cap, "last_error": ""} for m in config.enabled_modems]
     snap: dict[str, Any] = {"unit": config.unit.name, "time": time.time(), "modems": modems,
-                            "alarms": []}
+                            "alarms": [], "version": __version__}
     if config.state_path.is_file():
         from .store import Outbound, Store
 
