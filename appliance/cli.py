@@ -155,6 +155,8 @@ def _extensions() -> list[Callable[..., None]]:
         pass
     from .audit import add_parsers as audit_parsers
     regs.append(audit_parsers)
+    from .db_cli import add_parsers as db_parsers
+    regs.append(db_parsers)
     try:
         from .techcli import add_parsers as tech_parsers
         regs.append(tech_parsers)

@@ -106,3 +106,12 @@ class SyncError(RegistryError):
 
 class StoreError(ApplianceError):
     """The message store (state.db) failed."""
+
+
+class SchemaError(ApplianceError):
+    """A database file has a schema this release cannot use.
+
+    Scenarios: a downgrade to a release older than an incompatible change in ``state.db``
+    (the file is refused before anything is written to it); a forward migration that failed
+    (rolled back; the file is as it was).
+    """

@@ -25,7 +25,8 @@ from typing import Any
 
 import peewee as pw
 
-from .errors import StoreError
+from .errors import SchemaError, StoreError
+from .migrate import Schema, baseline, open_and_upgrade
 from .outbound import PENDING, State, check_move
 
 log = logging.getLogger(__name__)
@@ -173,6 +174,14 @@ class KV(_Base):
 
 MODELS: list[type[pw.Model]] = [Inbound, Outbound, Part, KV]
 
+#: state.db's schema versions (appliance.migrate; docs/packaging.md, "Schema versions").
+#: A change to the tables above is one more step at the end of this list:
+#: a table -> Step(n, "table x", create_table(X)); a column (at the end of its model,
+#: null=True or a default) -> Step(n, "x.y", add_column(X.y)).
+STATE_SCHEMA = Schema("state.db", (
+    baseline("inbound, outbound, part, kv (the schema before versions)"),
+))
+
 
 @dataclass(frozen=True)
 class Job:
@@ -213,9 +222,14 @@ class Store:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
+            # Migrated (or refused, when a newer release changed it incompatibly) before
+            # anything else writes to it: create_tables() below only adds missing tables.
+            open_and_upgrade(self.path, STATE_SCHEMA, PRAGMAS)
             db.init(str(self.path), pragmas=PRAGMAS)
             db.connect(reuse_if_open=True)
             db.create_tables(MODELS, safe=True)
+        except SchemaError:
+            raise
         except pw.PeeweeException as exc:
             raise StoreError(f"cannot open message store {self.path}: {exc}") from exc
         except Exception as exc:  # sqlite3.DatabaseError: file is not a database, disk I/O

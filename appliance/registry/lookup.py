@@ -24,8 +24,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from appliance.errors import RegistryError
-from appliance.registry.models import OFFENDER_COLUMNS, read_meta, row_to_record
+from appliance.errors import RegistryError, SchemaError
+from appliance.migrate import open_and_upgrade
+from appliance.registry.models import OFFENDER_COLUMNS, REGISTRY_SCHEMA, read_meta, row_to_record
 from appliance.registry.record import OffenderRecord
 
 log = logging.getLogger(__name__)
@@ -175,6 +176,8 @@ class Registry:
             conn = sqlite3.connect(self.path, check_same_thread=False,
                                    isolation_level=None, cached_statements=16)
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            if conn.execute("PRAGMA user_version").fetchone()[0] != REGISTRY_SCHEMA.current:
+                _migrate(self.path)  # older: migrated; newer: used only if compatible
             conn.execute("PRAGMA query_only = 1")
             conn.execute("SELECT 1 FROM registry_meta LIMIT 1").fetchall()
         except sqlite3.Error as exc:
@@ -189,3 +192,12 @@ class Registry:
             self._conn.close()
             self._conn = None
             self._identity = None
+
+
+def _migrate(path: Path) -> None:
+    """Migrate an installed registry.db forward; a file this release cannot use is no
+    registry (the unit answers "unavailable" until a sync replaces it)."""
+    try:
+        open_and_upgrade(path, REGISTRY_SCHEMA)
+    except SchemaError as exc:
+        raise RegistryError(f"registry {path}: {exc}") from exc
