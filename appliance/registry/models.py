@@ -176,10 +176,12 @@ def check_schema(conn: sqlite3.Connection) -> list[str]:
     publisher on another schema version must be refused, not half-read.
     """
     problems: list[str] = []
+    # A file on a newer, compatible schema (appliance.migrate decided that before this is
+    # called) may carry columns after these; at this unit's own version, none may be added.
+    newer = user_schema_version(conn) > SCHEMA_VERSION
     for table, expected in (("offender", OFFENDER_COLUMNS), ("registry_meta", META_COLUMNS)):
         found = tuple(r[1] for r in conn.execute(f"PRAGMA table_info({table})"))
-        # Columns a newer, compatible schema added come after these (appliance.migrate).
-        if found[:len(expected)] != expected:
+        if (found[:len(expected)] if newer else found) != expected:
             problems.append(f"table {table} has columns {found or 'none'}, expected {expected}")
     if not problems:
         row = conn.execute("SELECT schema_version FROM registry_meta WHERE id = 1").fetchone()
@@ -188,6 +190,11 @@ def check_schema(conn: sqlite3.Connection) -> list[str]:
         elif row[0] < SCHEMA_VERSION:  # migrated before it is checked (apply.py)
             problems.append(f"schema_version {row[0]}, this unit reads {SCHEMA_VERSION}")
     return problems
+
+
+def user_schema_version(conn: sqlite3.Connection) -> int:
+    """The schema version appliance.migrate keeps in ``PRAGMA user_version``."""
+    return int(conn.execute("PRAGMA user_version").fetchone()[0])
 
 
 def row_to_record(row: tuple[Any, ...]) -> OffenderRecord:
