@@ -15,8 +15,8 @@ readonly SERVICE_USER=nsor
 readonly UNIT_NAME=nsor-appliance.service
 readonly DATA_LABEL=NSOR-DATA
 
-readonly APP_DIR=/opt/nsor/app
-readonly VENV_DIR=/opt/nsor/venv
+readonly APP_DIR=/usr/lib/nsor-appliance/app
+readonly VENV_DIR=/usr/lib/nsor-appliance/venv
 readonly ETC_DIR=/etc/nsor
 readonly DATA_DIR=/var/lib/nsor
 readonly SECRET_FILE=/var/lib/nsor/secret.key
