@@ -109,7 +109,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         # That release's view: the steps up to n, as this (newer) code describes them.
         older = replace(schema, steps=schema.steps[:n])
         st = check_file(path, older)
-        print(st.describe().replace("this release", f"a release reading schema {n}"))
+        print(st.describe(reader=f"a release reading schema {n}"))
         if not st.readable:
             verdict = NOT_USABLE
     return verdict

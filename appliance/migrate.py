@@ -90,17 +90,20 @@ class Status:
     def pending(self) -> int:
         return max(0, self.current - self.version)
 
-    def describe(self) -> str:
+    def describe(self, reader: str = "") -> str:
+        """One line for a technician; ``reader`` names the release asked about (default:
+        this one)."""
+        reader = reader or f"this release ({__version__})"
         if self.version == self.current:
             return f"{self.name}: schema {self.version} (current)"
         if self.version < self.current:
-            return (f"{self.name}: schema {self.version}, this release migrates it to "
+            return (f"{self.name}: schema {self.version}, {reader} migrates it to "
                     f"{self.current}")
         if self.readable:
-            return (f"{self.name}: schema {self.version}, newer than this release's "
-                    f"{self.current}; its later changes are compatible, so it is used as is")
+            return (f"{self.name}: schema {self.version}, newer than {reader} reads "
+                    f"({self.current}); its later changes are compatible, so it is used as is")
         return (f"{self.name}: schema {self.version} needs a release that reads schema "
-                f"{self.oldest_reader} or later; this release ({__version__}) reads up to "
+                f"{self.oldest_reader} or later; {reader} reads up to "
                 f"{self.current}. Reinstall the newer release (apt install "
                 f"nsor-appliance=VERSION), or restore the file from before the upgrade")
 

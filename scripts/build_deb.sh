@@ -145,6 +145,8 @@ install -D -m 0644 "$FW/modules-load.d/nsor-serial.conf" "$STAGE/usr/lib/modules
 DOC=$STAGE/usr/share/doc/$PKG
 mkdir -p "$DOC"
 cp "$SRC/README.md" "$SRC/docs/"*.md "$DOC/"
+mkdir -p "$DOC/examples"
+cp "$SRC/packaging/apt/"* "$DOC/examples/"
 "$VENV/bin/python" "$SRC/packaging/deb/copyright.py" "$VENV" >"$DOC/copyright"
 printf '%s (%s) unstable; urgency=medium\n\n  * Release %s; the changes are in the project history.\n\n -- %s  %s\n' \
     "$PKG" "$DEB_VERSION" "$VERSION" "$MAINTAINER" \
