@@ -348,3 +348,14 @@ def test_shell_scripts_are_shellcheck_clean() -> None:
     proc = subprocess.run(["shellcheck", "-x", str(SCRIPT), str(FIRMWARE / "bin/nsor")],
                           capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_deb_mode_does_only_what_the_package_leaves_out(tmp_path: Path) -> None:
+    """``--deb``: the package installed the code, venv, configuration, udev rules and unit;
+    provisioning adds only the secret (and the data partition, ModemManager, boot files)."""
+    root = tmp_path / "root"
+    out = provision(root, "--deb").stdout
+    made = sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+    assert made == ["var", "var/lib", "var/lib/nsor", "var/lib/nsor/secret.key"], made
+    assert mode(root / "var/lib/nsor/secret.key") == 0o600
+    assert "ModemManager" in out and "skipped (add --pi" in out
