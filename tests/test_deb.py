@@ -123,14 +123,14 @@ def next_release(dest: Path, *, compatible: bool) -> Path:
     compatible, a change older code must not see), and new shipped configuration."""
     src = source_copy(dest)
     n = STATE_SCHEMA.current + 1
-    step = (f'Step({n}, "outbound.note", add_column(_note))' if compatible else
+    step = (f'Step({n}, "outbound.next_release_note", add_column(_note))' if compatible else
             f'Step({n}, "kv values re-encoded", sql("UPDATE kv SET value = value"), '
             "compatible=False)")
     with (src / "appliance/store.py").open("a") as fh:
         fh.write(f"\n\n# The next release (tests/test_deb.py).\n"
                  f"from .migrate import Step, add_column, sql  # noqa: E402\n"
                  f"_note = pw.TextField(null=True)\n"
-                 f"Outbound._meta.add_field('note', _note)\n"
+                 f"Outbound._meta.add_field('next_release_note', _note)\n"
                  f"STATE_SCHEMA = Schema('state.db', STATE_SCHEMA.steps + ({step},))\n")
     with (src / "firmware_config/replies.toml").open("a") as fh:
         fh.write("\n# Reworded in the next release.\n")
@@ -292,7 +292,7 @@ def test_upgrade_rollback_remove_purge(deb_v1: Path, deb_v2: Path, clean_machine
     state = DATA / "state.db"
     assert user_version(state) == STATE_SCHEMA.current + 1  # migrated by postinst
     with sqlite3.connect(f"file:{state}?mode=ro", uri=True) as conn:
-        assert conn.execute("SELECT id, text, note FROM outbound").fetchall() == \
+        assert conn.execute("SELECT id, text, next_release_note FROM outbound").fetchall() == \
             [(int(oid), "سلام", None)]
         assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
     assert "(current)" in nsor("db", "status").stdout

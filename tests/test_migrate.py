@@ -193,3 +193,22 @@ def test_db_migrate_and_status_commands(tmp_path: Path) -> None:
     assert migrate.returncode == 0, migrate.stderr
     assert "state.db: schema 1, applied 1 (" in migrate.stdout
     assert "state.db: schema 1 (current)" in db("status").stdout
+
+
+def test_a_registry_snapshot_from_a_newer_compatible_schema_is_accepted(tmp_path: Path) -> None:
+    """A publisher one release ahead added a column (a compatible step): this unit may use
+    its snapshot, and only then may a snapshot carry a column this unit does not know."""
+    from appliance.registry.models import check_schema, create_schema
+
+    newer = Schema("registry.db", REGISTRY_SCHEMA.steps + (
+        Step(REGISTRY_SCHEMA.current + 1, "offender.alias",
+             sql("ALTER TABLE offender ADD COLUMN alias TEXT")),
+    ), version_sql=REGISTRY_SCHEMA.version_sql)
+    path = tmp_path / "registry.db"
+    create_schema(path)
+    open_and_upgrade(path, newer)
+    assert open_and_upgrade(path, REGISTRY_SCHEMA) == []  # used as it is, not refused
+    with sqlite3.connect(path) as conn:
+        assert check_schema(conn) == []
+        conn.execute(f"PRAGMA user_version = {REGISTRY_SCHEMA.current}")  # claims to be ours
+        assert "table offender has columns" in check_schema(conn)[0]
