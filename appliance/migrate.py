@@ -31,6 +31,7 @@ by this release already has every table and column from its models.
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -136,7 +137,7 @@ def sql(*statements: str) -> Apply:
     """Plain SQL, for what the helpers above do not cover."""
     def apply(db: pw.SqliteDatabase) -> None:
         for statement in statements:
-            db.execute_sql(statement)
+            _exec(db, statement)
     return apply
 
 
@@ -148,8 +149,15 @@ def baseline(description: str) -> Step:
 
 # -- running --------------------------------------------------------------------------------
 
+def _exec(db: pw.SqliteDatabase, statement: str,
+          params: tuple[object, ...] = ()) -> sqlite3.Cursor:
+    """One statement on ``db`` (peewee's execute_sql carries no type hints)."""
+    cursor: sqlite3.Cursor = db.execute_sql(statement, params)  # type: ignore[no-untyped-call]
+    return cursor
+
+
 def _version(db: pw.SqliteDatabase) -> int:
-    return int(db.execute_sql("PRAGMA user_version").fetchone()[0])
+    return int(_exec(db, "PRAGMA user_version").fetchone()[0])
 
 
 def _oldest_reader(db: pw.SqliteDatabase, schema: Schema, version: int) -> int:
@@ -159,7 +167,7 @@ def _oldest_reader(db: pw.SqliteDatabase, schema: Schema, version: int) -> int:
     known = {s.version: s.compatible for s in schema.steps}
     recorded: dict[int, bool] = {}
     if db.table_exists(LEDGER):
-        recorded = {int(v): bool(c) for v, c in db.execute_sql(
+        recorded = {int(v): bool(c) for v, c in _exec(db, 
             f"SELECT version, compatible FROM {LEDGER}").fetchall()}
     oldest = 1
     for v in range(1, version + 1):
@@ -177,7 +185,7 @@ def status(db: pw.SqliteDatabase, schema: Schema) -> Status:
 
 
 def _ledger(db: pw.SqliteDatabase) -> None:
-    db.execute_sql(f"CREATE TABLE IF NOT EXISTS {LEDGER} (version INTEGER PRIMARY KEY, "
+    _exec(db, f"CREATE TABLE IF NOT EXISTS {LEDGER} (version INTEGER PRIMARY KEY, "
                    "description TEXT NOT NULL, compatible INTEGER NOT NULL, "
                    "release TEXT NOT NULL, applied_at REAL NOT NULL)")
 
@@ -201,14 +209,14 @@ def upgrade(db: pw.SqliteDatabase, schema: Schema) -> list[Step]:
             _ledger(db)
             for step in todo:
                 step.apply(db)
-                db.execute_sql(
+                _exec(db, 
                     f"INSERT OR REPLACE INTO {LEDGER} (version, description, compatible, "
                     "release, applied_at) VALUES (?, ?, ?, ?, ?)",
                     (step.version, step.description, int(step.compatible), __version__,
                      time.time()))
             if schema.version_sql:
-                db.execute_sql(schema.version_sql, (schema.current,))
-            db.execute_sql(f"PRAGMA user_version = {schema.current:d}")
+                _exec(db, schema.version_sql, (schema.current,))
+            _exec(db, f"PRAGMA user_version = {schema.current:d}")
     except SchemaError:
         raise
     except Exception as exc:
