@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -167,8 +167,8 @@ def _oldest_reader(db: pw.SqliteDatabase, schema: Schema, version: int) -> int:
     known = {s.version: s.compatible for s in schema.steps}
     recorded: dict[int, bool] = {}
     if db.table_exists(LEDGER):
-        recorded = {int(v): bool(c) for v, c in _exec(db, 
-            f"SELECT version, compatible FROM {LEDGER}").fetchall()}
+        rows = _exec(db, f"SELECT version, compatible FROM {LEDGER}").fetchall()
+        recorded = {int(v): bool(c) for v, c in rows}
     oldest = 1
     for v in range(1, version + 1):
         compatible = known.get(v, recorded.get(v, False))
@@ -186,8 +186,8 @@ def status(db: pw.SqliteDatabase, schema: Schema) -> Status:
 
 def _ledger(db: pw.SqliteDatabase) -> None:
     _exec(db, f"CREATE TABLE IF NOT EXISTS {LEDGER} (version INTEGER PRIMARY KEY, "
-                   "description TEXT NOT NULL, compatible INTEGER NOT NULL, "
-                   "release TEXT NOT NULL, applied_at REAL NOT NULL)")
+          "description TEXT NOT NULL, compatible INTEGER NOT NULL, "
+          "release TEXT NOT NULL, applied_at REAL NOT NULL)")
 
 
 def upgrade(db: pw.SqliteDatabase, schema: Schema) -> list[Step]:
@@ -209,11 +209,10 @@ def upgrade(db: pw.SqliteDatabase, schema: Schema) -> list[Step]:
             _ledger(db)
             for step in todo:
                 step.apply(db)
-                _exec(db, 
-                    f"INSERT OR REPLACE INTO {LEDGER} (version, description, compatible, "
-                    "release, applied_at) VALUES (?, ?, ?, ?, ?)",
-                    (step.version, step.description, int(step.compatible), __version__,
-                     time.time()))
+                _exec(db, f"INSERT OR REPLACE INTO {LEDGER} (version, description, "
+                      "compatible, release, applied_at) VALUES (?, ?, ?, ?, ?)",
+                      (step.version, step.description, int(step.compatible), __version__,
+                       time.time()))
             if schema.version_sql:
                 _exec(db, schema.version_sql, (schema.current,))
             _exec(db, f"PRAGMA user_version = {schema.current:d}")
@@ -244,7 +243,3 @@ def check_file(path: Path, schema: Schema) -> Status:
         return status(db, schema)
     finally:
         db.close()
-
-
-def describe_all(results: Sequence[Status]) -> list[str]:
-    return [r.describe() for r in results]
