@@ -14,6 +14,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from .credentials import redact_credentials
+
 log = logging.getLogger(__name__)
 
 
@@ -42,6 +44,7 @@ class Alarms:
         self.raised_total: dict[str, int] = {}
 
     def raise_(self, kind: str, message: str) -> None:
+        message = redact_credentials(message)  # it reaches logs, status and SMS
         now = time.time()
         with self._lock:
             old = self._active.get(kind)

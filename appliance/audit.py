@@ -23,8 +23,13 @@ one CNIC holder nearly as well as the CNIC does, so this was weighed, not assume
   asked and what class of answer it got, not about whom.
 * Rows live ``audit.retention_days`` and are then purged, and the export can pseudonymise
   senders (``--hash-senders``) for copies that go beyond the central office.
+* The clear number is kept only for ``privacy.message_retention_days`` (the time to
+  collect the export and act on it): then :mod:`appliance.retention` replaces it with the
+  same keyed pseudonym ``--hash-senders`` writes, as it does for the message store, where
+  the number is no longer needed once the reply has left.
 
-**Append-only.** SQLite triggers (see ``_TRIGGERS``) abort any ``UPDATE`` of a row, and any
+**Append-only.** SQLite triggers (see ``_TRIGGERS``) abort any ``UPDATE`` of a row but one
+that replaces a clear sender by its keyed pseudonym and changes nothing else, and any
 ``DELETE`` except of rows older than the cutoff held in the one-row ``audit_purge_gate``
 table. Only :func:`purge` sets the cutoff, then deletes and clears it again, inside one
 ``BEGIN IMMEDIATE`` transaction: other connections never see the gate open (WAL readers see
@@ -54,6 +59,7 @@ from zoneinfo import ZoneInfo
 import peewee as pw
 
 from .errors import ConfigError, StoreError
+from .retention import is_keyed_hash
 from .store import db, write_txn
 
 log = logging.getLogger(__name__)
@@ -102,9 +108,21 @@ class AuditPurgeGate(pw.Model):
 
 
 _GATE = "(SELECT cutoff FROM audit_purge_gate WHERE id = 1)"
+_HASHED = "(length({v}) = 64 AND {v} NOT GLOB '*[^0-9a-f]*')"
+#: The one change a row may undergo: its clear sender replaced by a keyed pseudonym.
+_PSEUDONYMISED = (
+    "NEW.id IS OLD.id AND NEW.at IS OLD.at AND NEW.modem IS OLD.modem"
+    " AND NEW.cnic_hmac IS OLD.cnic_hmac AND NEW.verdict IS OLD.verdict"
+    " AND NEW.reply IS OLD.reply AND NEW.inbound IS OLD.inbound"
+    f" AND OLD.sender IS NOT NULL AND NOT {_HASHED.format(v='OLD.sender')}"
+    f" AND NEW.sender IS NOT NULL AND {_HASHED.format(v='NEW.sender')}")
+_ONLY_PSEUDONYMISE = "audit_event is append-only: only a sender may change, to its keyed hash"
+#: Triggers of earlier versions, replaced by the ones below.
+_OLD_TRIGGERS: tuple[str, ...] = ("audit_event_no_update",)
 _TRIGGERS: tuple[str, ...] = (
-    """CREATE TRIGGER IF NOT EXISTS audit_event_no_update BEFORE UPDATE ON audit_event
-       BEGIN SELECT RAISE(ABORT, 'audit_event is append-only: rows cannot be changed'); END""",
+    f"""CREATE TRIGGER IF NOT EXISTS audit_event_only_pseudonymise BEFORE UPDATE ON audit_event
+       WHEN NOT ({_PSEUDONYMISED})
+       BEGIN SELECT RAISE(ABORT, '{_ONLY_PSEUDONYMISE}'); END""",
     f"""CREATE TRIGGER IF NOT EXISTS audit_event_no_delete BEFORE DELETE ON audit_event
        WHEN {_GATE} IS NULL OR OLD.at >= {_GATE}
        BEGIN SELECT RAISE(ABORT, 'audit_event is append-only: only the purge deletes'); END""",
@@ -123,6 +141,8 @@ def ensure_schema() -> None:
     db.create_tables([AuditEvent, AuditPurgeGate], safe=True)
     with db.atomic():
         AuditPurgeGate.insert(id=1, cutoff=None).on_conflict_ignore().execute()
+        for name in _OLD_TRIGGERS:
+            db.execute_sql(f"DROP TRIGGER IF EXISTS {name}")
         for sql in _TRIGGERS:
             db.execute_sql(sql)
 
@@ -149,8 +169,14 @@ class Audit:
         return keyed_hash(self._secret, cnic)
 
     def sender_hash(self, sender: str) -> str:
-        """A sender's pseudonym for exports shared beyond the central office."""
+        """A sender's pseudonym (of its normalised number): in exports shared beyond the
+        central office, in the guard's counters, and in place of the number once the
+        retention window is over (:mod:`appliance.retention`)."""
         return keyed_hash(self._secret, "sender:" + sender)
+
+    def digest_hash(self, digest: str) -> str:
+        """A keyed hash of an unkeyed digest of personal data (a PDU's SHA-256)."""
+        return keyed_hash(self._secret, "digest:" + digest)
 
     def append(self, *, modem: str | None, sender: str | None,
                entries: Iterable[tuple[str | None, str]], reply: int | None = None,
@@ -236,7 +262,8 @@ def export(out: TextIO, fmt: str, *, since: float | None = None, unit: str = "",
     count = 0
     for event in iter_events(since):
         event["unit"] = unit
-        if pseudonymise is not None and event["sender"]:
+        if pseudonymise is not None and event["sender"] \
+                and not is_keyed_hash(event["sender"]):  # past the window: hashed already
             event["sender"] = pseudonymise(event["sender"])
         if writer is not None:
             writer.writerow(event)

@@ -16,6 +16,7 @@ import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from .credentials import RedactingFormatter, redact_credentials
 from .errors import ApplianceError, ConfigError
 from .version import __version__
 
@@ -44,11 +45,13 @@ def setup_logging(verbose: int = 0, level: str = "INFO", fmt: str | None = None)
     handler = logging.StreamHandler(sys.stderr)
     if fmt is None:
         fmt = "journal" if os.environ.get("JOURNAL_STREAM") else "plain"
+    inner: logging.Formatter
     if fmt == "journal":
-        handler.setFormatter(JournalFormatter())
+        inner = JournalFormatter()
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-                                               "%H:%M:%S"))
+        inner = logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+                                  "%H:%M:%S")
+    handler.setFormatter(RedactingFormatter(inner))  # no repository password in the journal
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if verbose else getattr(logging, level, logging.INFO))
@@ -162,6 +165,8 @@ def _extensions() -> list[Callable[..., None]]:
         regs.append(tech_parsers)
     except ImportError:
         pass
+    from .fleet.centre import add_parsers as fleet_parsers
+    regs.append(fleet_parsers)
     return regs
 
 
@@ -185,16 +190,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except ConfigError as exc:
         for line in exc.problems:
-            print(f"error: {line}", file=sys.stderr)
+            print(f"error: {redact_credentials(line)}", file=sys.stderr)
         print(f"{len(exc.problems)} problem(s) found; nothing was started.", file=sys.stderr)
         return 2
     except ApplianceError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {redact_credentials(str(exc))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # a bug: one line for the technician, the traceback under -v
         log.debug("internal error", exc_info=True)
-        print(f"internal error: {exc!r} (run with -v for details and report it)",
+        print(f"internal error: {redact_credentials(repr(exc))} (run with -v for details "
+              "and report it)",
               file=sys.stderr)
         return 70

@@ -31,9 +31,11 @@ from appliance.config_schema import (
     AlarmsConfig,
     AuditConfig,
     Config,
+    FleetConfig,
     LimitsConfig,
     LoggingConfig,
     ModemConfig,
+    PrivacyConfig,
     RegistryConfig,
     RepliesConfig,
     ReliabilityConfig,
@@ -45,8 +47,9 @@ from appliance.errors import ConfigError
 
 __all__ = [
     "AlarmsConfig", "AuditConfig", "Config", "ConfigError", "LimitsConfig", "LoggingConfig",
-    "ModemConfig", "RegistryConfig", "RepliesConfig", "ReliabilityConfig", "StatusConfig",
-    "UnitConfig", "config_from_dict", "config_from_text", "load_config",
+    "ModemConfig", "PrivacyConfig", "RegistryConfig", "RepliesConfig", "ReliabilityConfig",
+    "StatusConfig",
+    "UnitConfig", "config_from_dict", "config_from_text", "load_config", "FleetConfig",
 ]
 
 _BAD = object()  # a value that failed validation; its problem is already reported

@@ -299,6 +299,10 @@ class RepliesConfig:
     disclosure: str = key("full", doc="full = name and parentage; hit-only = no names",
                           choices=("full", "hit-only"), what="a disclosure level")
     max_cnics: int = key(3, doc="most CNICs answered from one message", bounds=(1, 10))
+    # appliance.reply_budget checks at start that every reply the templates make fits.
+    max_parts: int = key(4, doc="most SMS parts in one reply; a longer verdict reply is "
+                         "sent without names, then without footers", unit="parts",
+                         bounds=(1, 10))
 
 
 @dataclass(frozen=True)
@@ -382,6 +386,83 @@ class AuditConfig:
 
 
 @dataclass(frozen=True)
+class PrivacyConfig:
+    """[privacy]: how long the message store keeps what identifies a person."""
+
+    # appliance.retention: text and PDUs erased, numbers replaced by keyed pseudonyms.
+    message_retention_days: float = key(
+        7.0, doc="SMS text, PDUs and phone numbers are kept this long after the message "
+        "is answered or the reply has left, then redacted (also the audit log's senders)",
+        unit="days", bounds=(0, 365))
+
+
+@dataclass(frozen=True)
+class FleetConfig:
+    """[fleet]: the optional outbound MQTT link to the centre's broker (docs/fleet.md).
+
+    Off by default. The link never sits on a citizen's path: a hit report is one row
+    committed with the answer, everything else happens on the link's own threads.
+    """
+
+    enabled: bool = key(False, doc="connect to the centre's MQTT broker")
+    broker_host: str = key("", doc="the broker's host name or address",
+                           pattern=r"([A-Za-z0-9][A-Za-z0-9.-]{0,252}|\[[0-9A-Fa-f:.]+\])?",
+                           hint='a host name or address, e.g. "mqtt.nsor.example.pk"')
+    broker_port: int = key(8883, doc="the broker's port (8883 = MQTT over TLS)",
+                           bounds=(1, 65535))
+    topic_root: str = key("nsor", doc="first level of every topic (must match the ACLs)",
+                          pattern=r"[a-z0-9_-]{1,32}", hint="1-32 characters from a-z 0-9 _ -")
+    tls: bool = key(True, doc="TLS to the broker; false only on a test bench")
+    ca_file: Path | None = key(None, doc="CA certificate(s) that signed the broker's "
+                               "certificate; default: the system's CAs", base="config")
+    cert_file: Path | None = key(None, doc="this unit's client certificate (PEM)",
+                                 base="config")
+    key_file: Path | None = key(None, doc="this unit's client key (PEM, mode 0600)",
+                                base="config")
+    username: str = key("", doc='broker user name, "" = the unit name (or none with a '
+                        "client certificate)", pattern=r"[A-Za-z0-9_.@-]{0,64}",
+                        hint="up to 64 characters from A-Z a-z 0-9 _ . @ -")
+    password_file: Path | None = key(None, doc="file holding the broker password (mode 0600)",
+                                     base="config")
+    keepalive_s: int = key(60, doc="MQTT keep-alive; the broker declares the unit offline "
+                           "after 1.5 times this", unit=_SECONDS, bounds=(10, 3600))
+    reconnect_min_s: float = key(1.0, doc="first reconnection delay (doubles each time)",
+                                 unit=_SECONDS, bounds=(0.1, 3600))
+    reconnect_max_s: float = key(120.0, doc="longest reconnection delay", unit=_SECONDS,
+                                 bounds=(1, 3600))
+    offline_alarm_after_s: float = key(900.0, doc="alarm when the link has been down this "
+                                       "long", unit=_SECONDS, bounds=(10, 604_800))
+    heartbeat_interval_s: float = key(300.0, doc="publish the status at least this often",
+                                      unit=_SECONDS, bounds=(5, 86_400))
+    heartbeat_min_interval_s: float = key(10.0, doc="publish a changed status at most this "
+                                          "often", unit=_SECONDS, bounds=(1, 3600))
+    district: str = key("", doc="district named in this unit's hit reports",
+                        pattern=r"[^\x00-\x1f]{0,64}", hint="up to 64 printable characters")
+    hit_reports: bool = key(True, doc="report queries that matched an active record")
+    hit_fields: tuple[str, ...] = key(("cnic", "district", "time", "number_hash"),
+                                      doc="what a hit report carries besides its id and unit",
+                                      choices=("cnic", "district", "time", "number_hash",
+                                               "modem"), what="a hit report field")
+    hit_clear_number: bool = key(False, doc="also send the citizen's number in clear; needs "
+                                 "a legal basis (docs/fleet.md)")
+    push_sync: bool = key(True, doc="sync the registry at once when the centre announces a "
+                          "new version (verified by TUF as always)")
+
+    def cross_check(self) -> Iterator[tuple[str, str]]:
+        """Problems that involve two keys of [fleet]."""
+        if self.enabled and not self.broker_host:
+            yield ("broker_host", "the fleet link is enabled but has no broker; set "
+                   'broker_host (e.g. "mqtt.nsor.example.pk") or enabled = false')
+        if (self.cert_file is None) != (self.key_file is None):
+            yield ("key_file", "a client certificate needs both cert_file and key_file")
+        if self.cert_file is not None and not self.tls:
+            yield ("tls", "a client certificate needs tls = true")
+        if self.reconnect_min_s > self.reconnect_max_s:
+            yield ("reconnect_max_s", f"{show_number(self.reconnect_max_s)} is below "
+                   f"reconnect_min_s ({show_number(self.reconnect_min_s)}); raise it")
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole validated configuration of one unit (``appliance.toml``).
 
@@ -401,6 +482,9 @@ class Config:
     status: StatusConfig = field(default_factory=StatusConfig)
     alarms: AlarmsConfig = field(default_factory=AlarmsConfig)
     audit: AuditConfig = field(default_factory=AuditConfig)
+    privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
+
+    fleet: FleetConfig = field(default_factory=FleetConfig)
 
     @property
     def registry_path(self) -> Path:

@@ -98,6 +98,7 @@ def run_checks(config_path: Path, *, timeout: float = 3.0) -> Iterator[Check]:
             yield from _modem_direct(m, timeout)
     yield from _registry(config)
     yield from _deployment(config)
+    yield from _reply_budget(config)
     yield _disk(config)
     yield _data_dir(config)
     yield _secret(config)
@@ -162,7 +163,8 @@ def _modem_direct(m: Any, timeout: float) -> Iterator[Check]:
         yield Check(PASS, f"{who}: network", f"{r.operator or 'registered'}, {signal}")
     else:
         from .probe import CREG_TEXT
-        why = CREG_TEXT.get(r.creg, "unknown") if r.creg is not None else "no answer"
+        why = r.network or (CREG_TEXT.get(r.creg, "unknown") if r.creg is not None
+                            else "no answer")
         yield Check(FAIL, f"{who}: network", f"not registered ({why}), {signal}",
                     "check the antenna, move the unit near a window, check the SIM works in a "
                     "phone here (2G-only modems fail where 2G is off)")
@@ -279,6 +281,32 @@ def _deployment(config: Any) -> Iterator[Check]:
         yield Check(WARN, "replies: correction number", f"still the placeholder "
                     f"{PLACEHOLDER_CORRECTION}: citizens are told to call a number that "
                     "does not exist", f"set the real number in {config.replies.templates}")
+
+
+def _reply_budget(config: Any) -> Iterator[Check]:
+    """The templates' placeholders, and every reply within replies.max_parts (as at start)."""
+    from .errors import ConfigError
+    from .reply_budget import BOUND, check, registry_lengths
+    from .responder import Policy, load_templates
+
+    try:
+        templates = load_templates(config.replies.templates)
+        policy = Policy(config.replies.language, config.replies.disclosure,
+                        config.replies.max_cnics, config.replies.max_parts,
+                        any(m.concat_ref16 for m in config.enabled_modems))
+    except ConfigError as exc:
+        for problem in exc.problems:
+            yield Check(FAIL, "replies: templates", problem, "fix replies.toml; "
+                        "the service will not start until then")
+        return
+    lengths = registry_lengths(config.registry_path) or BOUND
+    problems = check(templates, policy, lengths)
+    for problem in problems:
+        yield Check(FAIL, "replies: length", problem, "the service refuses to start with "
+                    "a reply longer than replies.max_parts")
+    if not problems:
+        yield Check(PASS, "replies: length", f"every reply fits {policy.max_parts} SMS "
+                    f"part(s), names as long as {lengths.origin}")
 
 
 def check_clock(now: datetime, signed_at: datetime | None, skew: timedelta) -> Check:

@@ -16,6 +16,8 @@ Example scenarios, by class:
 * :class:`PduError` -- an SMS PDU that cannot be decoded; keeps the raw PDU so the message
   is quarantined, never dropped.
 * :class:`RegistryError` and children -- the registry is missing, stale, badly signed.
+* :class:`FleetError` -- the centre's broker refused a fleet command's connection (wrong
+  credentials, TLS failure) or did not answer in time.
 """
 
 from __future__ import annotations
@@ -106,6 +108,10 @@ class SyncError(RegistryError):
 
 class StoreError(ApplianceError):
     """The message store (state.db) failed."""
+
+
+class FleetError(ApplianceError):
+    """The MQTT broker of the fleet link could not be reached or refused us."""
 
 
 class SchemaError(ApplianceError):

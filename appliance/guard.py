@@ -22,7 +22,9 @@ rules, in the order :meth:`Guard.check` applies them:
 
 A sender is its normalised number (``0300-1234567`` and ``+923001234567`` are one sender).
 The counters live in ``state.db`` (tables ``guard_event``, ``guard_cnic``), so a restart does
-not reset anyone's quota; CNICs are kept there only as the audit log's keyed hash.
+not reset anyone's quota; they only need to tell senders apart, so a sender is kept there as
+its keyed pseudonym (:meth:`Guard.counter_key`) and a CNIC as the audit log's keyed hash,
+never in clear.
 ``check`` writes its "seen" and "limit" events in the same ``BEGIN IMMEDIATE`` transaction
 that reads the counters, so two modems' threads (or processes) cannot both hand one
 sender a limit reply. Windows count events at or after ``now - window`` with no upper
@@ -114,10 +116,27 @@ class Guard:
         db.create_tables([GuardEvent, GuardCnic], safe=True)
         self.audit = Audit(secret if secret is not None
                            else load_or_create_secret(config.secret_path))
+        self._pseudonymise_old_rows()
+
+    def _pseudonymise_old_rows(self) -> None:
+        """Rows an earlier version wrote with the clear number: hash them now, so that an
+        upgrade neither resets anyone's quota nor keeps the numbers until they expire."""
+        with write_txn():
+            for table in ("guard_event", "guard_cnic"):
+                clear = [r[0] for r in run_sql(
+                    f"SELECT DISTINCT sender FROM {table} WHERE NOT (length(sender) = 64 "
+                    f"AND sender NOT GLOB '*[^0-9a-f]*')").fetchall()]
+                db.connection().executemany(
+                    f"UPDATE {table} SET sender = ? WHERE sender = ?",
+                    [(self.audit.sender_hash(s), s) for s in clear])
 
     def sender_key(self, sender: str) -> str:
         """One identity per number, however it was written."""
         return normalise_number(sender, self.config.unit.country_code)
+
+    def counter_key(self, sender: str) -> str:
+        """The sender as the guard's tables keep it: the keyed pseudonym of its number."""
+        return self.audit.sender_hash(self.sender_key(sender))
 
     # -- the decision ------------------------------------------------------------------------
 
@@ -129,7 +148,7 @@ class Guard:
         refused = self._never_answered(sender, sender_type)
         if refused is not None:
             return refused
-        key = self.sender_key(sender)
+        key = self.counter_key(sender)
         now = time.time() if now is None else now
         limits = self.config.limits
         cnics = parse_message(text or "", max_cnics=self.config.replies.max_cnics).cnics
@@ -206,7 +225,7 @@ class Guard:
                modem: str, *, now: float | None = None) -> None:
         """A reply was queued for these inbound rows: count it, remember the CNICs it gave a
         verdict on (duplicate rule), and audit it — in one transaction."""
-        key = self.sender_key(sender)
+        key = self.counter_key(sender)
         now = time.time() if now is None else now
         kind: str = reply.kind
         if kind in VERDICT_KINDS:
@@ -222,7 +241,8 @@ class Guard:
                 db.connection().executemany(
                     "INSERT INTO guard_cnic (sender, cnic_hmac, at) VALUES (?, ?, ?)",
                     [(key, self.audit.cnic_hash(v.cnic), now) for v in reply.verdicts])
-            self.audit.append(modem=modem, sender=key, entries=entries, reply=outbound_id,
+            self.audit.append(modem=modem, sender=self.sender_key(sender), entries=entries,
+                              reply=outbound_id,
                               inbound=min(inbound_ids, default=None), at=now)
 
     def record_ignored(self, sender: str | None, verdict: GuardVerdict, inbound_ids: list[int],

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from .errors import ConfigError
 from .registry.lookup import Registry, is_stale
-from .responder import Policy, RegistryState, load_templates, respond
+from .responder import DEFAULT_MAX_PARTS, Policy, RegistryState, load_templates, respond
 
 FIRMWARE_CONFIG = Path(__file__).resolve().parent.parent / "firmware_config"
 
@@ -28,7 +28,10 @@ def lookup_main(args: argparse.Namespace) -> int:
     registry_path = args.registry or config.registry_path  # type: ignore[union-attr]
     policy = Policy(language=args.language or (config.replies.language if config else "ur"),
                     disclosure=config.replies.disclosure if config else "full",
-                    max_cnics=config.replies.max_cnics if config else 3)
+                    max_cnics=config.replies.max_cnics if config else 3,
+                    max_parts=config.replies.max_parts if config else DEFAULT_MAX_PARTS,
+                    ref16=any(m.concat_ref16 for m in config.enabled_modems) if config
+                    else False)
     max_age = timedelta(hours=config.registry.max_age_hours if config else 72)
     with Registry(registry_path) as registry:
         info = registry.info()

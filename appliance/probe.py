@@ -27,7 +27,10 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ModemCommandError, ModemError, ModemGone, ModemTimeout
-from .modem.answers import COPS, CREG, CSQ
+from .modem.answers import COPS, CSQ
+from .modem.atvalues import (STAT_TEXT, Registration, own_number, parse_registration,
+                             parse_storage_use, sms_service)
+from .modem.families import registration_reports
 from .modem.port import Item, Port
 from .modem.session import ATSession
 
@@ -37,13 +40,10 @@ log = logging.getLogger(__name__)
 #: kernel's per-USB-socket links.
 ALIAS_DIRS = (Path("/dev/nsor"), Path("/dev/serial/by-path"))
 
-_CPMS = re.compile(r'"(\w+)"\s*,\s*(\d+)\s*,\s*(\d+)')
-_CNUM = re.compile(r'\+CNUM:\s*"[^"]*"\s*,\s*"([^"]*)"')
 _NAME = re.compile(r"[a-z0-9_-]{1,32}")
 
 #: TS 27.007 §7.2 <stat> of +CREG.
-CREG_TEXT = {0: "not registered, not searching", 1: "registered (home)", 2: "searching",
-             3: "registration denied", 4: "unknown", 5: "registered (roaming)"}
+CREG_TEXT = STAT_TEXT
 
 
 @dataclass
@@ -66,6 +66,8 @@ class ProbeResult:
     operator: str = ""
     rssi: int | None = None
     creg: int | None = None
+    network: str = ""          # the SMS verdict in words (atvalues.sms_service)
+    sms_ready: bool = False
     storage: str = ""
     sms_used: int | None = None
     sms_total: int | None = None
@@ -73,7 +75,9 @@ class ProbeResult:
 
     @property
     def registered(self) -> bool:
-        return self.creg in (1, 5)
+        """Registered for SMS, decided as the engine decides (SMS only, CSFB not
+        preferred and LTE count; a GPRS/EPS state alone never takes it away)."""
+        return self.sms_ready
 
     @property
     def bars(self) -> int:
@@ -220,20 +224,30 @@ def _interview(sess: ATSession, res: ProbeResult, t: float) -> None:
             exc.code or -1, f"error ({exc})")
     if res.sim == "READY":
         res.imsi = _value(_ask(sess, res, "AT+CIMI", t))
-        for line in _ask(sess, res, "AT+CNUM", t):
-            if m := _CNUM.search(line):
-                res.number = m.group(1)
-                break
-        for line in _ask(sess, res, "AT+CPMS?", t):
-            if m := _CPMS.search(line):
-                res.storage, res.sms_used, res.sms_total = m.group(1), int(m.group(2)), \
-                    int(m.group(3))
+        res.number = own_number(_ask(sess, res, "AT+CNUM", t))  # TS 27.007 §7.1
+        use = parse_storage_use(_ask(sess, res, "AT+CPMS?", t))
+        if use:
+            res.storage, res.sms_used, res.sms_total = use[0].memory, use[0].used, \
+                use[0].total
     for line in _ask(sess, res, "AT+CSQ", t):
         if m := CSQ.search(line):
             res.rssi = int(m.group(1))
-    for line in _ask(sess, res, "AT+CREG?", t):
-        if m := CREG.search(line):
-            res.creg = int(m.group(1))
+    regs: dict[str, Registration] = {}
+    lines = list(_ask(sess, res, "AT+CREG?", t))
+    for name in registration_reports(res.manufacturer, res.model):
+        if name == "+CREG":
+            continue
+        try:  # a 2G-only modem refuses +CEREG: not worth a note
+            lines += sess.run(f"AT{name}?", t)
+        except ModemCommandError:
+            pass
+    for line in lines:
+        if reg := parse_registration(line, solicited=True):
+            regs[reg.command] = reg
+    if "+CREG" in regs:
+        res.creg = regs["+CREG"].stat
+    service = sms_service(regs)
+    res.sms_ready, res.network = service.able, service.reason
     _ask(sess, res, "AT+COPS=3,0", t)  # TS 27.007 §7.3: long alphanumeric operator name
     for line in _ask(sess, res, "AT+COPS?", t):
         if m := COPS.search(line):

@@ -23,16 +23,18 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from . import systemd
+from . import reply_budget, retention, systemd
 from .alarms import Alarms
 from .config import Config
+from .credentials import redact_tree
 from .doctor import disk_alarm
-from .errors import ApplianceError, PduError
-from .guard import Guard
+from .errors import ApplianceError, ConfigError, PduError
+from .guard import VERDICT_KINDS, Guard
+from .history import History, counts_since, sample
 from .modem import pdu as pdumod
 from .modem.bank import Bank, SlotSettings
 from .modem.engine import Modem, ModemSettings, ModemState, ModemStatus
@@ -44,6 +46,10 @@ from .responder import (
 )
 from .store import Job, Outbound, Store, StoredPart, SubmittedPart, db, write_txn
 from .version import __version__
+
+if TYPE_CHECKING:  # the fleet link loads paho, so only when it is enabled
+    from .fleet.link import FleetLink
+    from .registry.schedule import RegistryScheduler
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +89,20 @@ class Service:
         self.templates = templates or load_templates(config.replies.templates)
         self.policy = Policy(language=config.replies.language,
                              disclosure=config.replies.disclosure,
-                             max_cnics=config.replies.max_cnics)
+                             max_cnics=config.replies.max_cnics,
+                             max_parts=config.replies.max_parts,
+                             ref16=any(m.concat_ref16 for m in config.enabled_modems))
+        # Every reply the templates can make must fit max_parts, with names as long as the
+        # registry's longest but no longer than the bound (or the bound, without one). A
+        # registry name beyond the bound is the alarm of _check_reply_names, not a refusal:
+        # a registry is data the technician cannot fix.
+        lengths = reply_budget.registry_lengths(config.registry_path)
+        problems = reply_budget.check(
+            self.templates, self.policy,
+            reply_budget.BOUND if lengths is None else lengths.at_most(reply_budget.BOUND))
+        if problems:
+            raise ConfigError(problems)
+        self._names_checked: int | None = None  # the registry version checked last
         self.listener = listener
         self.store = Store(config.state_path)
         self.registry = Registry(config.registry_path)
@@ -92,6 +111,12 @@ class Service:
                              send_sms=self._queue_alarm_sms,
                              header=f"NSOR {config.unit.name} {__version__}")
         self.guard = Guard(config)
+        self.history = History()
+        # Replies made since start, by verdict (Reply.kind): /metrics' counter and, as
+        # per-minute differences, the status page's chart.
+        self.replies_total: dict[str, int] = {}
+        self._replies_lock = threading.Lock()
+        self._replies_sampled: dict[str, int] = {}
         rel = config.reliability
         self.backoff = Backoff(rel.retry_base_s, rel.retry_max_s)
         enabled = [m for m in config.modems if m.enabled]
@@ -116,6 +141,16 @@ class Service:
         self.health_check_s = health_check_s
         self.watchdog_grace_s = watchdog_grace_s
         self.stats = {"crash_resent": 0, "crash_sent": 0}
+        self.registry_scheduler: RegistryScheduler | None = None
+        # The fleet link (docs/fleet.md), off by default; paho is not even imported then.
+        self.fleet: FleetLink | None = None
+        if config.fleet.enabled:
+            from . import __version__
+            from .fleet.link import FleetLink
+
+            self.fleet = FleetLink(config.fleet, config.unit.name, alarms=self.alarms,
+                                   hash_number=self.guard.audit.sender_hash,
+                                   version=__version__)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -135,15 +170,24 @@ class Service:
                                max_instances=1, coalesce=True, next_run_time=datetime.now())
         self.scheduler.add_job(self._answer_leftovers, "interval", seconds=60, id="leftovers",
                                max_instances=1, coalesce=True)
+        # At the start of each minute, so that every minute gets exactly one sample (an
+        # interval job drifts, and would now and then leave a minute empty: a gap).
+        self.scheduler.add_job(self.sample_history, "cron", second=0, id="history",
+                               max_instances=1, coalesce=True, misfire_grace_time=30)
         self.scheduler.add_job(self.guard.purge, "cron", hour=3, minute=30, jitter=600,
                                id="purge", max_instances=1, coalesce=True)
+        # Hourly, so a number or text is kept at most the window plus an hour.
+        self.scheduler.add_job(self.redact_expired, "interval", hours=1, id="retention",
+                               max_instances=1, coalesce=True,
+                               next_run_time=datetime.now() + timedelta(minutes=1))
         self.scheduler.start()
         self.status_server = None
         if self.config.status.http_bind:
             from .statuspage import StatusServer
 
             try:
-                self.status_server = StatusServer(self.snapshot, self.config.status.http_bind)
+                self.status_server = StatusServer(self.snapshot, self.config.status.http_bind,
+                                                  history=self.history.window)
                 self.status_server.start()
             except ApplianceError as exc:
                 # The page is for technicians; citizens' answers must not depend on it.
@@ -158,13 +202,21 @@ class Service:
                                             on_alarm=self.alarms.raise_,
                                             on_clear=self.alarms.clear)
             # The service raises the stale-registry alarm itself (_check_health).
-            RegistryScheduler.from_config(self.config.registry, sync, scheduler=self.scheduler,
-                                          stale_check_minutes=0).start()
+            self.registry_scheduler = RegistryScheduler.from_config(
+                self.config.registry, sync, scheduler=self.scheduler, stale_check_minutes=0)
+            self.registry_scheduler.start()
+        if self.fleet is not None:
+            self.fleet.start(self.snapshot, installed_version=lambda: self.registry_view(
+                max_age_s=0).info.version, sync_now=(self.registry_scheduler.run
+                                                     if self.registry_scheduler else None))
+        self._check_reply_names()
         log.info("service started: %d modem(s), registry %s", len(self.modems),
                  self.registry_view().state.name)
 
     def stop(self) -> None:
         self._stop.set()
+        if self.fleet is not None:
+            self.fleet.stop()
         server = getattr(self, "status_server", None)
         if server is not None:
             server.stop()
@@ -319,8 +371,14 @@ class Service:
         oid = self.store.queue_reply(recipient=recipient, text=reply.text, parts=parts,
                                      preferred_modem=modem, inbound_ids=ids, kind=reply.kind)
         self.guard.record(sender, reply, ids, oid, modem)
+        if self.fleet is not None and reply.kind in VERDICT_KINDS:
+            self.fleet.record_hits(reply.verdicts, recipient, modem)  # rows, in this txn
 
         def after() -> None:
+            with self._replies_lock:  # counted once committed: a rolled-back reply never left
+                self.replies_total[reply.kind] = self.replies_total.get(reply.kind, 0) + 1
+            if self.fleet is not None:
+                self.fleet.wake()
             if reply.kind == "unavailable" and view.state is not RegistryState.OK:
                 self.alarms.raise_("registry_" + view.state.name.lower(),
                                    "registry is " + view.state.name.lower()
@@ -368,6 +426,18 @@ class Service:
             except Exception:  # one bad group must not keep the others waiting
                 log.exception("modem %s: answering inbound %d failed; will retry", row.modem,
                               row.id)
+
+    def redact_expired(self, now: float | None = None) -> dict[str, int]:
+        """The retention job: redact messages past ``privacy.message_retention_days``
+        (``now``: the clock to judge by, the real one when None). Rows changed per table."""
+        audit = self.guard.audit
+        hashers = retention.Hashers(
+            number=lambda n: audit.sender_hash(
+                pdumod.normalise_number(n, self.config.unit.country_code)),
+            digest=audit.digest_hash)
+        return retention.redact(now=time.time() if now is None else now,
+                                retention_days=self.config.privacy.message_retention_days,
+                                hashers=hashers)
 
     def on_status_report(self, modem: str, report: Any) -> None:
         changed = self.store.match_report(modem, report.reference, report.status,
@@ -498,11 +568,39 @@ class Service:
         else:
             self.alarms.raise_("registry_" + view.state.name.lower(),
                                f"registry at {view.info.path} is {view.state.name.lower()}")
+        self._check_reply_names()
         pending = self.store.pending_count()
         if pending >= self.config.alarms.queue_warn:
             self.alarms.raise_("queue_growing", f"{pending} replies waiting")
         else:
             self.alarms.clear("queue_growing")
+
+    def sample_history(self) -> None:
+        """One minute of the status page's charts (appliance.history)."""
+        snap = self.snapshot()
+        now = snap["replies_total"]
+        # Filed under the minute that just ended, whose replies these are.
+        self.history.record(sample(snap, counts_since(now, self._replies_sampled)),
+                            now=snap["time"] - 30)
+        self._replies_sampled = now
+
+    def _check_reply_names(self) -> None:
+        """Once per installed registry version: does a one-CNIC hit keep its names with the
+        registry's longest? If not, those replies go out without names (the responder keeps
+        every reply within max_parts), and a technician is told."""
+        version = self.registry_view(max_age_s=0).info.version
+        if version is None or version == self._names_checked:
+            return
+        self._names_checked = version
+        lengths = reply_budget.registry_lengths(self.config.registry_path)
+        if lengths is None:
+            return
+        problems = reply_budget.check_names(self.templates, self.policy, lengths)
+        if problems:
+            self.alarms.raise_("reply_names", problems[0] + "; until then such replies are "
+                               "sent without names")
+        else:
+            self.alarms.clear("reply_names")
 
     def _queue_alarm_sms(self, number: str, text: str) -> None:
         recipient = pdumod.normalise_number(number, self.config.unit.country_code)
@@ -521,7 +619,11 @@ class Service:
         return oid
 
     def snapshot(self) -> dict[str, Any]:
-        """Everything ``status``, the status page and ``/metrics`` show, as plain data."""
+        """Everything ``status``, the status page and ``/metrics`` show, as plain data
+        (credentials in URLs redacted)."""
+        return redact_tree(self._snapshot())  # type: ignore[no-any-return]
+
+    def _snapshot(self) -> dict[str, Any]:
         now = time.time()
         depth = self.store.queue_depth()
         bank = self.bank.snapshot()
@@ -540,11 +642,14 @@ class Service:
                 "send_failures": st.send_failures, "reopens": st.reopens,
                 "sim_used": st.sim_used, "sim_total": st.sim_total,
                 "identity": st.identity, "since": st.since,
-                "balance": st.balance, "balance_at": st.balance_at})
+                "balance": st.balance, "balance_at": st.balance_at,
+                "network": st.network})
         view = self.registry_view()
         info = view.info
         age = info.age(datetime.now(timezone.utc))
         disk = shutil.disk_usage(self.config.unit.data_dir)
+        with self._replies_lock:
+            replies = dict(self.replies_total)
         return {
             "unit": self.config.unit.name, "time": now, "uptime_s": now - self.started_at,
             "version": __version__,
@@ -566,7 +671,9 @@ class Service:
             "alarms": [{"kind": a.kind, "message": a.message, "since": a.since,
                         "count": a.count} for a in self.alarms.active()],
             "alarms_total": dict(self.alarms.raised_total),
+            "replies_total": replies,
             "crash_resent": self.stats["crash_resent"],
+            "fleet": self.fleet.status() if self.fleet is not None else None,
         }
 
     def _emit(self, event: str, **data: Any) -> None:

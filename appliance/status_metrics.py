@@ -6,8 +6,14 @@ every figure (modem counters in each owner, queue depth in ``state.db``, alarms 
 it. Nothing is counted twice and nothing here can drift from what ``status`` shows.
 
 Names follow the Prometheus conventions (``_total`` counters, ``_seconds``/``_bytes``
-units); enumerations are one 0/1 series per value (``nsor_modem_state{state=...}``) so an
-alert can match on a state that is absent as well as present.
+units, and the counted thing as the unit of a count: ``_parts``, ``_replies``); label
+values are single tokens (``state="no_network"``); enumerations are one 0/1 series per
+value (``nsor_modem_state{state=...}``) so an alert can match on a state that is absent as
+well as present. An alarm of one modem (``credit_low:sim0`` inside the service) is
+``{kind="credit_low", modem="sim0"}`` here, so that one alert rule covers every modem.
+
+The alert rules and the Grafana dashboard in ``firmware_config/monitoring/`` use these
+names; ``tests/test_monitoring.py`` checks them against a real scrape.
 """
 
 from __future__ import annotations
@@ -19,12 +25,32 @@ from typing import Any
 from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily,
                                     Metric)
 
+from . import __version__
+from .history import VERDICTS
+
 Snapshot = Callable[[], dict[str, Any]]
 
 #: Every state a modem owner reports (appliance.modem.engine.ModemState), so that a
 #: ``nsor_modem_state`` series exists for each.
 MODEM_STATES = ("starting", "ready", "no network", "failed", "gone", "stopped")
 REGISTRY_STATES = ("ok", "stale", "missing")
+
+
+def label_value(text: str) -> str:
+    """A state or kind as one token: ``"no network"`` → ``"no_network"``."""
+    return "_".join(str(text).split())
+
+
+def split_alarm(kind: str) -> tuple[str, str]:
+    """``"credit_low:sim0"`` → ``("credit_low", "sim0")``; ``"disk_full"`` → ``("disk_full",
+    "")`` (the service names a modem's alarm ``kind:modem``, appliance.alarms)."""
+    base, _, modem = str(kind).partition(":")
+    return base, modem
+
+
+def build_info() -> Metric:
+    """``nsor_build_info{version="…"} 1``: the one place the software version is exported."""
+    return InfoMetricFamily("nsor_build", "The appliance software", value={"version": __version__})
 
 
 def _up(m: dict[str, Any]) -> int:
@@ -44,15 +70,16 @@ class SnapshotCollector:
 
     def collect(self) -> Iterator[Metric]:
         snap = self.snapshot()
+        yield build_info()
         yield InfoMetricFamily("nsor_unit", "The unit", value={"unit": str(snap.get("unit", ""))})
         # The running release (it can differ from the installed one until a restart).
         yield InfoMetricFamily("nsor_build", "The running release",
                                value={"version": str(snap.get("version", ""))})
         yield from _modem_metrics(snap.get("modems") or [])
         q = snap.get("queue") or {}
-        yield GaugeMetricFamily("nsor_queue_pending", "Replies waiting to be sent",
+        yield GaugeMetricFamily("nsor_queue_pending_replies", "Replies waiting to be sent",
                                 value=q.get("pending", 0))
-        yield GaugeMetricFamily("nsor_queue_unassigned", "Replies any modem may send",
+        yield GaugeMetricFamily("nsor_queue_unassigned_replies", "Replies any modem may send",
                                 value=q.get("unassigned", 0))
         msgs = GaugeMetricFamily("nsor_messages", "Rows in state.db by direction and status",
                                  labels=["direction", "status"])
@@ -61,15 +88,22 @@ class SnapshotCollector:
                 msgs.add_metric([direction, str(status)], n)
         yield msgs
         yield from _registry_metrics(snap.get("registry") or {})
-        active = GaugeMetricFamily("nsor_alarm_active", "1 while an alarm of this kind is on",
-                                   labels=["kind"])
+        replies = CounterMetricFamily("nsor_replies", "Replies queued since start, by verdict",
+                                      labels=["verdict"])
+        made = snap.get("replies_total") or {}
+        for verdict in dict.fromkeys([*VERDICTS, *made]):  # every verdict, seen or not
+            replies.add_metric([label_value(verdict)], made.get(verdict, 0))
+        yield replies
+        active = GaugeMetricFamily("nsor_alarm_active", "1 while an alarm of this kind is on "
+                                   "(modem is empty for a unit-wide alarm)",
+                                   labels=["kind", "modem"])
         for a in snap.get("alarms") or []:
-            active.add_metric([str(a.get("kind"))], 1)
+            active.add_metric(list(split_alarm(a.get("kind", ""))), 1)
         yield active
         raised = CounterMetricFamily("nsor_alarms_raised", "Alarms raised since start",
-                                     labels=["kind"])
+                                     labels=["kind", "modem"])
         for kind, n in (snap.get("alarms_total") or {}).items():
-            raised.add_metric([str(kind)], n)
+            raised.add_metric(list(split_alarm(kind)), n)
         yield raised
         disk = snap.get("disk")
         if disk:
@@ -88,10 +122,18 @@ def _modem_metrics(modems: list[dict[str, Any]]) -> Iterator[Metric]:
         ("registered", "1 when registered on the network (TS 27.007 +CREG 1 or 5)"),
         ("rssi", "Signal, +CSQ rssi 0-31 (TS 27.007 §8.5)"),
         ("signal_bars", "Signal bars 0-5"),
-        ("queue", "Replies waiting for this modem"),
-        ("sent_hour", "Parts sent in the last hour"), ("sent_day", "Parts sent in the last 24 h"),
-        ("hourly_cap", "Hourly cap on parts"), ("daily_cap", "Daily cap on parts"),
-        ("sim_used", "Messages stored on the SIM"), ("sim_total", "SIM message slots"))}
+        ("queue_replies", "Replies waiting for this modem"),
+        ("sim_used_messages", "Messages stored on the SIM"),
+        ("sim_slots_messages", "SIM message slots"),
+        ("balance_rupees", "SIM balance the last check read (balance_pattern)"),
+        ("balance_timestamp_seconds", "Unix time of the last balance check that answered"))}
+    # Rolling windows (appliance.modem.bank): the window is a label, so that an alert can
+    # divide sent by cap series by series.
+    window_sent = GaugeMetricFamily("nsor_modem_window_sent_parts",
+                                    "Parts sent in the rolling window", labels=["modem", "window"])
+    window_cap = GaugeMetricFamily("nsor_modem_window_cap_parts",
+                                   "Cap on parts sent in the rolling window",
+                                   labels=["modem", "window"])
     counters = {key: CounterMetricFamily(f"nsor_modem_{key}", doc, labels=labels)
                 for key, doc in (("received", "SMS PDUs received"),
                                  ("sent_parts", "SMS parts submitted (+CMGS)"),
@@ -102,7 +144,10 @@ def _modem_metrics(modems: list[dict[str, Any]]) -> Iterator[Metric]:
     for m in modems:
         name = [str(m.get("name"))]
         values = dict(m, up=_up(m), registered=int(bool(m.get("registered"))),
-                      signal_bars=m.get("bars"))
+                      signal_bars=m.get("bars"), queue_replies=m.get("queue"),
+                      sim_used_messages=m.get("sim_used"), sim_slots_messages=m.get("sim_total"),
+                      balance_rupees=m.get("balance"),
+                      balance_timestamp_seconds=m.get("balance_at"))
         if values.get("rssi") == 99:
             values["rssi"] = None  # 99 = not known (TS 27.007 §8.5), not a signal level
         for key, gauge in gauges.items():
@@ -110,10 +155,18 @@ def _modem_metrics(modems: list[dict[str, Any]]) -> Iterator[Metric]:
                 gauge.add_metric(name, values[key])
         for key, counter in counters.items():
             counter.add_metric(name, m.get(key) or 0)
+        for window, sent, cap in (("1h", "sent_hour", "hourly_cap"),
+                                  ("24h", "sent_day", "daily_cap")):
+            if m.get(sent) is not None:
+                window_sent.add_metric(name + [window], m[sent])
+            if m.get(cap) is not None:
+                window_cap.add_metric(name + [window], m[cap])
         for s in MODEM_STATES:
-            state.add_metric(name + [s], int(m.get("state") == s))
+            state.add_metric(name + [label_value(s)], int(m.get("state") == s))
     yield from gauges.values()
     yield from counters.values()
+    yield window_sent
+    yield window_cap
     yield state
 
 

@@ -3,43 +3,60 @@
 One source, three views: every request calls the service's ``snapshot()`` (a few SQLite
 counts and each modem's last status, milliseconds), so the page a technician opens through
 ``ssh -L``, the ``status`` command (which fetches ``/status.json``) and a Prometheus scrape
-can never disagree, and the server keeps no state of its own.
+can never disagree. ``/history.json`` is the last 24 hours, minute by minute
+(:mod:`appliance.history`), which the page's charts draw; ``/static/`` serves the page's
+script, style, charting library and Urdu font from the package, since a unit on site has no
+internet to fetch them from.
 
 Read-only by construction: GET and HEAD only, every other method gets 405; it listens on
 ``[status] http_bind`` and nowhere else (loopback by default, since the page names modems,
-operators and error texts). Everything shown is escaped with :func:`html.escape`;
-the Content-Security-Policy forbids scripts outright, so a hostile operator name or error
-text read from a modem cannot run in the technician's browser.
+operators and error texts). Everything shown is escaped with :func:`html.escape`; the
+Content-Security-Policy allows only the unit's own script files (no inline script, no
+other origin), so a hostile operator name or error text read from a modem cannot run in the
+technician's browser.
 """
 
 from __future__ import annotations
 
-import html
 import json
 import logging
 import math
 import socket
 import threading
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
-from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib import resources
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
+from prometheus_client import GCCollector, PlatformCollector, ProcessCollector
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import CollectorRegistry
 
 from .errors import ConfigError
+from .status_html import choose_lang, render_page
 from .status_metrics import SnapshotCollector
 
 log = logging.getLogger(__name__)
 
 Snapshot = Callable[[], dict[str, Any]]
+History = Callable[[], dict[str, Any]]
 
-REFRESH_S = 10
+#: What /static/ serves (from appliance/data/static/), and nothing else.
+STATIC_TYPES = {"status.js": "text/javascript; charset=utf-8",
+                "status.css": "text/css; charset=utf-8",
+                "uPlot.iife.min.js": "text/javascript; charset=utf-8",
+                "uPlot.min.css": "text/css; charset=utf-8",
+                "NotoNastaliqUrdu-Regular.woff2": "font/woff2",
+                "favicon.svg": "image/svg+xml"}
+
+#: The page may run the unit's own script files and fetch /history.json; nothing inline
+#: (uPlot styles its elements through the DOM, which style-src does not govern).
+PAGE_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; font-src 'self'; "
+            "connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'none'; "
+            "frame-ancestors 'none'")
 
 
 # -- addresses -----------------------------------------------------------------------------
@@ -92,7 +109,24 @@ def fetch_status(bind: str, timeout: float = 2.0) -> tuple[dict[str, Any] | None
 
 class _Server(ThreadingHTTPServer):
     snapshot: Snapshot
+    history: History | None
+    metrics: CollectorRegistry
     daemon_threads = True
+
+
+def _no_history() -> dict[str, Any]:
+    return {}
+
+
+def metrics_registry(snapshot: Snapshot) -> CollectorRegistry:
+    """The unit's figures and the standard process ones (CPU, memory, file descriptors,
+    Python's GC and version), as prometheus-client's default registry would have them."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(SnapshotCollector(snapshot))
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)
+    return registry
 
 
 class StatusServer:
@@ -102,8 +136,9 @@ class StatusServer:
     :meth:`start`. A bind failure raises :class:`ConfigError` naming ``http_bind``.
     """
 
-    def __init__(self, snapshot: Snapshot, bind: str) -> None:
+    def __init__(self, snapshot: Snapshot, bind: str, *, history: History | None = None) -> None:
         self.snapshot = snapshot
+        self.history = history
         self.bind = bind
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -119,6 +154,8 @@ class StatusServer:
                               f"({exc.strerror or exc}); choose a free port or an address "
                               'of this unit, or set http_bind = "" to turn the page off') from exc
         server.snapshot = self.snapshot
+        server.history = self.history
+        server.metrics = metrics_registry(self.snapshot)
         self._server = server
         self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.5},
                                         name="status-http", daemon=True)
@@ -170,20 +207,37 @@ class _Handler(BaseHTTPRequestHandler):
                    extra={"Allow": "GET, HEAD"})
 
     def _serve(self, head: bool) -> None:
-        path = urlsplit(self.path).path
-        if path not in ("/", "/status.json", "/metrics"):
+        url = urlsplit(self.path)
+        path = url.path
+        if path.startswith("/static/") and path[len("/static/"):] in STATIC_TYPES:
+            name = path[len("/static/"):]
+            data = resources.files("appliance").joinpath("data", "static", name).read_bytes()
+            # The page asks for ?v=<digest of the file> (status_html.static_url): a changed
+            # file is a new URL, so such a request may be kept for a week. The font, named
+            # from status.css without a digest, for an hour.
+            cache = ("public, max-age=604800, immutable" if "v=" in url.query
+                     else "public, max-age=3600")
+            self._send(200, STATIC_TYPES[name], data, head, cache=cache)
+            return
+        if path not in ("/", "/status.json", "/metrics", "/history.json"):
             self._send(404, "text/plain; charset=utf-8",
                        b"not found: try /, /status.json or /metrics\n", head)
             return
         try:
             if path == "/metrics":
-                registry = CollectorRegistry(auto_describe=False)
-                registry.register(SnapshotCollector(self.server.snapshot))
-                body, ctype = generate_latest(registry), CONTENT_TYPE_LATEST
+                body, ctype = generate_latest(self.server.metrics), CONTENT_TYPE_LATEST
+            elif path == "/history.json":
+                body = json.dumps((self.server.history or _no_history)(),
+                                  separators=(",", ":")).encode()
+                ctype = "application/json"
             else:
                 snap = self.server.snapshot()
                 if path == "/":
-                    body, ctype = render_html(snap).encode(), "text/html; charset=utf-8"
+                    lang = choose_lang(parse_qs(url.query).get("lang", [""])[0],
+                                       self.headers.get("Accept-Language"))
+                    history = (self.server.history or _no_history)()
+                    body = render_page(snap, history.get("replies_24h") or {}, lang).encode()
+                    ctype = "text/html; charset=utf-8"
                 else:
                     body = json.dumps(snap, default=str, ensure_ascii=False).encode()
                     ctype = "application/json"
@@ -195,13 +249,13 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(200, ctype, body, head)
 
     def _send(self, code: int, ctype: str, body: bytes, head: bool,
-              extra: dict[str, str] | None = None) -> None:
+              extra: dict[str, str] | None = None, cache: str = "no-store") -> None:
         self.send_response(code)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", "no-store")
+        self.send_header("Cache-Control", cache)
         self.send_header("X-Content-Type-Options", "nosniff")
-        self.send_header("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'")
+        self.send_header("Content-Security-Policy", PAGE_CSP)
         for key, value in (extra or {}).items():
             self.send_header(key, value)
         self.end_headers()
@@ -302,48 +356,3 @@ def summary_lines(snap: dict[str, Any]) -> list[tuple[str, str, str]]:
     if snap.get("uptime_s") is not None:
         lines.append(("uptime", fmt_duration(snap["uptime_s"]), "ok"))
     return lines
-
-
-# -- HTML ----------------------------------------------------------------------------------
-
-_CSS = """body{font:15px/1.4 sans-serif;margin:1.5em;color:#222}
-table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #bbb;padding:.3em .6em;
-text-align:left;vertical-align:top}th{background:#eee}.ok{color:#070}.warn{color:#a60}
-.bad{color:#b00;font-weight:bold}.alarm{background:#fee;border:2px solid #b00;padding:.5em 1em}
-small{color:#666}"""
-
-
-def render_html(snap: dict[str, Any]) -> str:
-    """The whole page; every value from the snapshot passes through ``html.escape``."""
-    e = html.escape
-    unit = e(str(snap.get("unit", "")))
-    when = datetime.fromtimestamp(snap.get("time") or time.time()).strftime("%Y-%m-%d %H:%M:%S")
-    out = [f'<!doctype html><html lang="en"><head><meta charset="utf-8">'
-           f'<meta http-equiv="refresh" content="{REFRESH_S}">'
-           f"<title>NSOR unit {unit}</title><style>{_CSS}</style></head><body>",
-           f"<h1>NSOR unit {unit}</h1><p><small>as of {e(when)}; this page refreshes every "
-           f"{REFRESH_S} s. Read-only.</small></p>"]
-    alarms = snap.get("alarms") or []
-    if alarms:
-        out.append('<div class="alarm"><h2>Alarms</h2><ul>')
-        for a in alarms:
-            out.append(f"<li><b>{e(str(a.get('kind')))}</b>: {e(str(a.get('message')))} "
-                       f"<small>(since {e(fmt_duration(time.time() - (a.get('since') or 0)))} "
-                       f"ago, {e(str(a.get('count')))}×)</small></li>")
-        out.append("</ul></div>")
-    else:
-        out.append('<p class="ok">No active alarms.</p>')
-    out.append("<h2>Modems</h2><table><tr>"
-               + "".join(f"<th>{e(c)}</th>" for c in MODEM_COLUMNS) + "</tr>")
-    for m in snap.get("modems") or []:
-        cells = modem_cells(m)
-        level = modem_level(m)
-        out.append("<tr>" + "".join(
-            f'<td class="{level}">{e(c)}</td>' if i == 1 else f"<td>{e(c)}</td>"
-            for i, c in enumerate(cells)) + "</tr>")
-    out.append("</table><h2>Unit</h2><table>")
-    for label, text, level in summary_lines(snap):
-        out.append(f'<tr><th>{e(label)}</th><td class="{level}">{e(text)}</td></tr>')
-    out.append('</table><p><small>Machine-readable: <a href="/status.json">/status.json</a>, '
-               '<a href="/metrics">/metrics</a> (Prometheus).</small></p></body></html>')
-    return "\n".join(out)

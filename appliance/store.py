@@ -15,6 +15,8 @@ Timestamps are Unix seconds (float, UTC) so that comparisons are plain number co
 from __future__ import annotations
 
 import logging
+import os
+import stat
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
@@ -222,6 +224,7 @@ class Store:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
+            _make_private(self.path)
             # Migrated (or refused, when a newer release changed it incompatibly) before
             # anything else writes to it: create_tables() below only adds missing tables.
             open_and_upgrade(self.path, STATE_SCHEMA, PRAGMAS)
@@ -519,6 +522,28 @@ class Store:
 
     def kv_set(self, key: str, value: str) -> None:
         KV.insert(key=key, value=value).on_conflict_replace().execute()
+
+
+def _make_private(path: Path) -> None:
+    """Create ``path`` mode 0600 (or tighten it), whatever the umask, before SQLite opens it.
+
+    state.db holds citizens' numbers and queries until the retention job redacts them. SQLite
+    creates its ``-wal`` and ``-shm`` files with the database file's own mode, so making
+    this one private makes them private too; side files left looser by an earlier version
+    are tightened here as well.
+    """
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        if stat.S_IMODE(os.fstat(fd).st_mode) & 0o077:
+            os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+    for side in (path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        try:
+            if stat.S_IMODE(side.stat().st_mode) & 0o077:
+                side.chmod(0o600)
+        except FileNotFoundError:
+            pass
 
 
 def _marks(values: Sequence[Any]) -> str:

@@ -25,6 +25,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from .credentials import redact_credentials, redact_tree
 from .errors import ConfigError, StoreError
 from .statuspage import (MODEM_COLUMNS, fetch_status, fmt_duration, modem_cells, modem_level,
                          summary_lines)
@@ -88,6 +89,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     live = snap is not None
     if snap is None:
         snap = offline_snapshot(config)
+    snap = redact_tree(snap)  # the sync status file may name the repository with its password
     snap["source"] = "service" if live else "files"
     if args.json:
         print(json.dumps(snap, indent=1, default=str, ensure_ascii=False))
@@ -202,9 +204,10 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     failed = 0
     for check in run_checks(args.config, timeout=args.timeout):
         style = {"PASS": "green", "WARN": "yellow", "FAIL": "bold red"}.get(check.level, "cyan")
-        con.print(f"[{style}]{check.level}[/]  {escape(check.what)}: {escape(check.detail)}")
+        con.print(f"[{style}]{check.level}[/]  {escape(check.what)}: "
+                  f"{escape(redact_credentials(check.detail))}")
         if check.fix and check.level != "PASS":
-            con.print(f"      fix: {escape(check.fix)}")
+            con.print(f"      fix: {escape(redact_credentials(check.fix))}")
         failed += check.level == FAIL
     con.print(f"\n{failed} check(s) failed." if failed else "\nAll checks passed.")
     return 1 if failed else 0

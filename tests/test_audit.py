@@ -99,7 +99,7 @@ def test_triggers_are_part_of_the_file(tmp_path: Path) -> None:
     conn = sqlite3.connect(tmp_path / "state.db")
     try:
         names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='trigger'")}
-        assert {"audit_event_no_update", "audit_event_no_delete"} <= names
+        assert {"audit_event_only_pseudonymise", "audit_event_no_delete"} <= names
     finally:
         conn.close()
 

@@ -255,7 +255,8 @@ def test_every_template_problem_is_reported_at_once(tmp_path: Path) -> None:
     assert "[ur] limit: missing" in joined
     assert "[en] line_no_record: missing" in joined
     assert "[en.pronoun]: unknown key 'x/o'" in joined
-    assert len(problems) == 5
+    assert "[en] hit: must use {name}" in joined    # the misspelt one is not there
+    assert len(problems) == 6
 
 
 def test_no_record_template_cannot_name_anyone(toml: dict) -> None:

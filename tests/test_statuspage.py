@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import http.client
 import json
-import shutil
+import os
+import re
 import socket
-import subprocess
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -17,9 +17,11 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from appliance import __version__
 from appliance.errors import ConfigError
 from appliance.registry.importer import demo_cnics
 from appliance.statuspage import StatusServer
+from tests.browser_support import Browser, chromium_path
 from tests.conftest import unit_config, wait_until
 
 CITIZEN = "+923001112244"
@@ -53,9 +55,10 @@ def live_unit(tmp_path: Path, sim: Any,
     """A running Service on the simulator with its status page on a free loopback port."""
     from appliance.service import Service
 
-    svc = Service(unit_config(tmp_path, sim))
+    svc = Service(unit_config(tmp_path, sim, modem_overrides={
+        "balance_ussd": "*123#", "balance_pattern": r"Rs\.?\s*([0-9.,]+)"}))
     svc.start()
-    server = StatusServer(svc.snapshot, "127.0.0.1:0")
+    server = StatusServer(svc.snapshot, "127.0.0.1:0", history=svc.history.window)
     server.start()
     try:
         assert wait_until(lambda: all_ready(svc), 20), "modems never became ready"
@@ -90,7 +93,14 @@ def test_metrics_follow_traffic(live_unit: tuple[Any, StatusServer], sim: Any) -
     assert before[("nsor_registry_state", (("state", "ok"),))] == 1
     assert before[("nsor_modem_up", (("modem", "sim1"),))] == 1
     assert before[("nsor_modem_rssi", (("modem", "sim0"),))] == 17
-    assert before[("nsor_queue_pending", ())] == 0
+    assert before[("nsor_queue_pending_replies", ())] == 0
+    assert before[("nsor_modem_state", (("modem", "sim0"), ("state", "no_network")))] == 0
+    assert before[("nsor_modem_window_sent_parts", (("modem", "sim0"), ("window", "1h")))] == 0
+    assert before[("nsor_modem_window_cap_parts", (("modem", "sim0"), ("window", "24h")))] > 0
+    assert before[("nsor_build_info", (("version", __version__),))] == 1
+    assert before[("process_open_fds", ())] > 0
+    assert any(name == "python_info" for name, _ in before)
+    assert before[("nsor_replies_total", (("verdict", "no_record"),))] == 0
     assert 0 <= before[("nsor_registry_age_seconds", ())] < 3600
 
     sim.citizen_send(CITIZEN, 0, demo_cnics().misses[0])
@@ -103,6 +113,12 @@ def test_metrics_follow_traffic(live_unit: tuple[Any, StatusServer], sim: Any) -
             v for (name, _), v in after.items() if name == "nsor_modem_sent_parts_total") >= 1
     assert wait_until(counted, 10), after
     assert after[("nsor_messages", (("direction", "inbound"), ("status", "answered")))] == 1
+    assert after[("nsor_replies_total", (("verdict", "no_record"),))] == 1
+    assert after[("nsor_replies_total", (("verdict", "hit"),))] == 0
+    assert after[("nsor_modem_window_sent_parts", (("modem", "sim0"), ("window", "1h")))] >= 1
+    # The simulator's SIMs answer *123# with "Rs 123.45" (balance_pattern reads 123.45).
+    assert wait_until(lambda: metrics(server.url).get(
+        ("nsor_modem_balance_rupees", (("modem", "sim1"),))) == 123.45, 20)
 
 
 def test_metrics_carry_alarms_and_sync_results(tmp_path: Path) -> None:
@@ -113,7 +129,8 @@ def test_metrics_carry_alarms_and_sync_results(tmp_path: Path) -> None:
                    error=("registry_sync", "publisher unreachable"))
     snap = {"unit": "u", "modems": [],
             "registry": {"state": "stale", "age_s": 9e5, "sync": sync_status(db)},
-            "alarms": [{"kind": "registry_stale", "message": "old", "since": 0, "count": 2}],
+            "alarms": [{"kind": "registry_stale", "message": "old", "since": 0, "count": 2},
+                       {"kind": "credit_low:sim0", "message": "Rs 3", "since": 0, "count": 1}],
             "alarms_total": {"registry_stale": 2, "modem_down:sim0": 5}}
     server = StatusServer(lambda: snap, "127.0.0.1:0")
     server.start()
@@ -121,8 +138,9 @@ def test_metrics_carry_alarms_and_sync_results(tmp_path: Path) -> None:
         m = metrics(server.url)
     finally:
         server.stop()
-    assert m[("nsor_alarm_active", (("kind", "registry_stale"),))] == 1
-    assert m[("nsor_alarms_raised_total", (("kind", "modem_down:sim0"),))] == 5
+    assert m[("nsor_alarm_active", (("kind", "registry_stale"), ("modem", "")))] == 1
+    assert m[("nsor_alarm_active", (("kind", "credit_low"), ("modem", "sim0")))] == 1
+    assert m[("nsor_alarms_raised_total", (("kind", "modem_down"), ("modem", "sim0")))] == 5
     assert m[("nsor_registry_state", (("state", "stale"),))] == 1
     assert m[("nsor_registry_sync_consecutive_failures", ())] == 1
     assert m[("nsor_registry_sync_last_attempt_timestamp_seconds", ())] == 1767323045.0
@@ -135,11 +153,16 @@ def test_page_escapes_everything_and_refreshes(live_unit: tuple[Any, StatusServe
     status, headers, body = get(server.url)
     page = body.decode()
     assert status == 200 and headers["Content-Type"].startswith("text/html")
-    assert "<script" not in page
+    # Only the unit's own script files, never inline script; the hostile text is inert.
+    scripts = re.findall(r"<script[^>]*>", page, re.I)
+    assert [re.sub(r"\?v=[0-9a-f]{12}", "", s) for s in scripts] == [
+        '<script defer src="/static/uPlot.iife.min.js">', '<script defer src="/static/status.js">']
     assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; more" in page
     assert '<meta http-equiv="refresh" content="10">' in page
-    assert "script-src" not in headers["Content-Security-Policy"]  # default-src 'none'
+    csp = headers["Content-Security-Policy"]
+    assert "script-src 'self';" in csp and "unsafe" not in csp and "default-src 'none'" in csp
     assert "sim0" in page and "sim1" in page and "version 1" in page
+    assert "<title>⚠ 1 alarm(s) · NSOR test · v" + __version__ + "</title>" in page
 
 
 @pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "PATCH", "OPTIONS", "BREW"])
@@ -196,20 +219,116 @@ def test_binds_only_where_configured_and_says_why_it_cannot() -> None:
         server.stop()
 
 
-def test_page_renders_in_headless_chromium(live_unit: tuple[Any, StatusServer],
-                                           tmp_path: Path) -> None:
-    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+def _chromium() -> str:
+    browser = chromium_path()
     if browser is None:
         pytest.skip("Debian chromium is not installed (apt-get install chromium)")
+    return browser
+
+
+def _seed_day(svc: Any, now: float) -> None:
+    """24 hours of minutes through the real History API: a working day's traffic, a queue
+    that builds up at noon, one modem's signal fading, a balance spent down."""
+    from appliance.history import STEP_S
+    from appliance.store import write_txn
+
+    with write_txn():  # one transaction for 1,440 minutes
+        for i in range(24 * 60, 0, -1):
+            t = now - i * STEP_S
+            hour = (i // 60) % 24
+            busy = 8 <= (24 - hour) % 24 <= 20
+            if 300 < i < 330:
+                continue  # the unit was off for half an hour: a gap, not zeros
+            values = {"queue": float((i % 97 == 0) * 4 + (busy and i % 13 == 0) * 2),
+                      "rssi.sim0": 18.0 + (i % 7) / 2, "rssi.sim1": 9.0 + (i % 240) / 40,
+                      "balance.sim0": 80.0 + i / 20, "balance.sim1": 40.0 + i / 60}
+            if busy and i % 3 == 0:
+                values["replies.no_record"] = float(1 + i % 4)
+            if busy and i % 41 == 0:
+                values["replies.hit"] = 1.0
+            if i % 57 == 0:
+                values["replies.invalid"] = 1.0
+            if i % 211 == 0:
+                values["replies.limit"] = 1.0
+            svc.history.record(values, now=t)
+
+
+def test_page_in_headless_chromium_both_languages_phone_and_desktop(
+        live_unit: tuple[Any, StatusServer], sim: Any, tmp_path: Path) -> None:
+    """The page as a technician sees it: English and Urdu, at 390 px (a phone) and 1280 px,
+    with 24 hours of charts. The screenshots are kept for a person to look at
+    (``NSOR_SCREENSHOTS=dir`` keeps them there; otherwise under pytest's tmp dir)."""
+    import time
+
+    browser = _chromium()
     svc, server = live_unit
-    svc.alarms.raise_("modem_down:sim9", "modem sim9 is gone: port vanished")
-    shot = tmp_path / "status.png"
-    proc = subprocess.run(
-        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-         "--no-first-run", "--disable-background-networking", "--disable-component-update",
-         "--disable-sync", f"--user-data-dir={tmp_path / 'chromium'}",
-         f"--screenshot={shot}", "--window-size=1200,900", server.url],
-        capture_output=True, text=True, timeout=120)
-    assert shot.is_file(), proc.stderr[-2000:]
-    assert shot.stat().st_size > 5_000
-    print(f"status page screenshot: {shot}")
+    _seed_day(svc, time.time())
+    # Real traffic for the last minute: a hit and a miss, answered through the simulator.
+    cnics = demo_cnics()
+    sim.citizen_send(CITIZEN, 0, cnics.hits[0])
+    sim.citizen_send("+923001112255", 1, cnics.misses[0])
+    assert wait_until(lambda: len(svc.snapshot()["replies_total"]) == 2
+                      and svc.snapshot()["queue"]["pending"] == 0, 30)
+    svc.sample_history()
+    assert wait_until(lambda: all(m["balance"] for m in svc.snapshot()["modems"]), 20)
+    svc.alarms.raise_("credit_low:sim1", "modem sim1: SIM balance 40.00 is below 50.00; "
+                      "recharge the SIM")
+
+    history = json.loads(get(server.url + "history.json")[2])
+    assert len(history["times"]) == 24 * 60 and history["replies_24h"]["hit"] >= 1
+    assert history["queue"][-330 + 10] is None  # the half hour the unit was off
+
+    out = Path(os.environ.get("NSOR_SCREENSHOTS") or tmp_path / "screenshots")
+    out.mkdir(parents=True, exist_ok=True)
+    with Browser(browser, tmp_path / "chromium") as page:
+        for lang in ("en", "ur"):
+            for width, height, mobile in ((390, 844, True), (1280, 900, False)):
+                page.open(f"{server.url}?lang={lang}", width, height, mobile=mobile)
+                # status.js drew every chart with uPlot, and the Urdu font came from the unit.
+                page.wait_for("document.querySelectorAll('.chart[data-drawn]').length === 4"
+                              " && document.fonts.status === 'loaded'")
+                drawn = page.evaluate("Array.from(document.querySelectorAll('.chart'))"
+                                      ".map(c => c.dataset.series + '=' + c.dataset.drawn)")
+                assert drawn == ["replies=4", "queue=1", "rssi=2", "balance=2"], drawn
+                assert page.evaluate("document.querySelectorAll('canvas').length") == 4
+                assert page.evaluate("[document.documentElement.lang, document.dir]") == [
+                    lang, "rtl" if lang == "ur" else "ltr"]
+                # Nothing wider than the screen: no sideways scrolling on a phone.
+                assert page.evaluate("document.documentElement.scrollWidth") <= width
+                if lang == "ur":
+                    assert page.evaluate("""document.fonts.check('16px "NSOR Nastaliq"', 'اردو')""")
+                    assert page.evaluate("Array.from(document.fonts).filter(f => "
+                                         "f.family.includes('Nastaliq') && f.status === "
+                                         "'loaded').length") == 1
+                assert page.evaluate("document.title").startswith("⚠ 1 ")
+                assert page.console_errors() == []
+                shot = page.screenshot(out / f"status-{lang}-{width}.png")
+                assert shot.stat().st_size > 20_000
+                print(f"status page screenshot: {shot}")
+
+
+def test_static_files_are_served_and_nothing_else(live_unit: tuple[Any, StatusServer]) -> None:
+    _, server = live_unit
+    status, headers, body = get(server.url + "static/uPlot.iife.min.js?v=1")
+    assert status == 200 and headers["Content-Type"].startswith("text/javascript")
+    assert b"uPlot" in body and "immutable" in headers["Cache-Control"]
+    status, headers, body = get(server.url + "static/NotoNastaliqUrdu-Regular.woff2")
+    assert status == 200 and headers["Content-Type"] == "font/woff2" and body[:4] == b"wOF2"
+    for path in ("static/LICENSE.uPlot", "static/../statuspage.py", "static/",
+                 "static/%2e%2e/statuspage.py"):
+        assert get(server.url + path)[0] == 404, path
+
+
+def test_language_follows_the_query_then_the_browser(
+        live_unit: tuple[Any, StatusServer]) -> None:
+    _, server = live_unit
+    req = urllib.request.Request(server.url, headers={"Accept-Language": "ur-PK,ur;q=0.9,en"})
+    with _NO_PROXY.open(req, timeout=5) as resp:
+        page = resp.read().decode()
+    assert '<html lang="ur" dir="rtl">' in page and "موڈیم" in page
+    assert 'href="?lang=en"' in page
+    page = get(server.url + "?lang=en")[2].decode()
+    assert '<html lang="en" dir="ltr">' in page and 'href="?lang=ur"' in page
+    # Times carry their zone.
+    assert re.search(r"as of <bdi dir=\"ltr\">\d{4}-\d\d-\d\d \d\d:\d\d:\d\d "
+                     r"\([A-Z]*,? ?UTC[+-]\d\d:\d\d\)</bdi>", page), page[:2000]

@@ -31,8 +31,12 @@ from typing import Any
 
 from ..errors import ModemCommandError, ModemError, ModemGone, ModemTimeout, PduError
 from . import pdu as pdumod
-from .answers import CMGL, CMGR, CMTI, COPS, CPMS, CREG, CSQ, pdu_after
+from .answers import CMGL, CMGR, CMTI, COPS, CPMS, CSQ, pdu_after
+from .atvalues import (CNMI_FALLBACKS, CnmiRanges, Registration, choose_cnmi, choose_storage,
+                       parse_cnmi_ranges, parse_registration, parse_storage_options,
+                       sms_service, ussd_string)
 from .contract import ModemHandler, ModemSettings, ModemState, ModemStatus
+from .families import Family, family_for, registration_reports
 from .port import CALL, POKE, STOP, Item, Port
 from .sender import Sender
 from .session import ATSession, Stopping
@@ -61,7 +65,13 @@ class Modem:
         self._session: ATSession | None = None
         self._pending_reads: list[tuple[str, int]] = []
         self._mem1 = settings.storage
+        self._storage = settings.storage   # chosen at init from what AT+CPMS=? offers
         self._pin_rejected = False
+        # The last report of each registration domain (+CREG, +CEREG…), from the health
+        # check's read answers and from URCs; "can do SMS" is decided from all of them.
+        self._regs: dict[str, Registration] = {}
+        self._reg_commands: tuple[str, ...] = ("+CREG",)
+        self._family: Family | None = None  # its row in families.py, from +CGMI/+CGMM
         self.sender = Sender(settings, handler, self.log, concat_ref_start=concat_ref_start,
                              on_part=self._part_sent, on_failure=self._send_failed)
         self.heartbeat = time.monotonic()
@@ -202,9 +212,7 @@ class Modem:
                 ident[key] = ""
         self._set(identity=ident)
         sess.run("AT+CMGF=0", t)
-        m = s.storage
-        sess.run(f'AT+CPMS="{m}","{m}","{m}"', t)
-        self._mem1 = m
+        self._set_storage(sess, t)
         self._set_cnmi(sess, t)
         if self.sender.send_mode == "stored":
             try:  # TS 27.005 §3.5.2-3: test forms answer OK where the commands exist
@@ -226,10 +234,7 @@ class Modem:
                 sess.run("AT+CMMS=2", t)
             except ModemCommandError:
                 self.log.debug("AT+CMMS not supported")
-        try:
-            sess.run("AT+CREG=1", t)  # URCs on registration changes
-        except ModemCommandError:
-            pass
+        self._enable_registration_reports(sess, ident)
         self._health(sess)
         if self.sender.send_mode == "stored":
             self.sender.resolve_stored(sess)
@@ -264,17 +269,78 @@ class Modem:
         raise ModemCommandError(f"modem {self.name}: SIM state {state or 'unknown'}; "
                                 f"{hint.get(state, 'check the SIM')}", kind="CME")
 
+    def _set_storage(self, sess: ATSession, t: float) -> None:
+        """One message storage for reading, writing and receiving, chosen from what
+        ``AT+CPMS=?`` offers (TS 27.005 §3.2.2): the configured one where possible."""
+        try:
+            offered = parse_storage_options(sess.run("AT+CPMS=?", t))
+        except ModemCommandError:
+            offered = None
+        choice = choose_storage(offered, self.settings.storage)
+        m = choice.memory
+        sess.run(f'AT+CPMS="{m}","{m}","{m}"', t)
+        self._mem1 = self._storage = m
+        if choice.why:
+            self.log.warning("storage %s: %s", m, choice.why)
+        else:
+            self.log.info("storage %s", m)
+
     def _set_cnmi(self, sess: ATSession, t: float) -> None:
-        # TS 27.005 §3.4.1: mt=1 → +CMTI for stored SMS; ds=2 → +CDSI for stored status
-        # reports. Older modems lack ds=2: fall back to ds=1 (+CDS with the PDU inline), then
-        # to no reports at all (delivery then stays "sent").
-        for cnmi in ("2,1,0,2,0", "2,1,0,1,0", "1,1,0,2,0", "2,1,0,0,0", "1,1,0,0,0"):
+        """New-message indications chosen from the modem's own ``AT+CNMI=?`` ranges
+        (:func:`~appliance.modem.atvalues.choose_cnmi`: store, then announce). A modem that
+        does not answer the test form, or refuses its own choice, gets the usual settings
+        in turn, with both <bfr> values."""
+        try:
+            ranges = parse_cnmi_ranges(sess.run("AT+CNMI=?", t))
+        except ModemCommandError:
+            ranges = None
+        choice = choose_cnmi(ranges, status_reports=self.settings.status_reports) \
+            if ranges is not None else None
+        tried = []
+        if choice is not None:
+            tried.append(choice.command)
+            try:
+                sess.run(choice.command, t)
+                self.log.info("%s (offered %s)%s", choice.command, _ranges_text(ranges),
+                              f": {choice.why}" if choice.why else "")
+                return
+            except ModemCommandError:
+                pass
+        for cnmi in CNMI_FALLBACKS:
+            if f"AT+CNMI={cnmi}" in tried:
+                continue
             try:
                 sess.run(f"AT+CNMI={cnmi}", t)
+                self.log.info("AT+CNMI=%s (%s)", cnmi, "the modem's own choice was refused"
+                              if choice else "AT+CNMI=? not answered")
                 return
             except ModemCommandError:
                 continue
-        raise ModemCommandError(f"modem {self.name}: no AT+CNMI setting accepted")
+        raise ModemCommandError(f"modem {self.name}: no AT+CNMI setting accepted "
+                                f"(offered {_ranges_text(ranges)})")
+
+    def _enable_registration_reports(self, sess: ATSession, ident: dict[str, str]) -> None:
+        """URCs on registration changes for each domain that can decide SMS (TS 27.007
+        §7.2, §10.1.22, §10.1.52; families.registration_reports: the family's where known,
+        else all), keeping those the modem accepts. The health check reads the same."""
+        self._family = family = family_for(ident.get("manufacturer", ""),
+                                           ident.get("model", ""))
+        self.log.info("family: %s", family.name if family else "not in the table (generic)")
+        candidates = registration_reports(ident.get("manufacturer", ""),
+                                          ident.get("model", ""))
+        accepted = []
+        for name in candidates:
+            # n=2 adds the location (and access technology) to each URC, for the log;
+            # n=1 where a modem refuses 2.
+            for n in (2, 1):
+                try:
+                    sess.run(f"AT{name}={n}", self.settings.command_timeout_s)
+                    accepted.append(name)
+                    break
+                except ModemCommandError:
+                    self.log.debug("AT%s=%d refused", name, n)
+        self._reg_commands = tuple(accepted) or ("+CREG",)
+        self._regs = {}
 
     # -- steady state ----------------------------------------------------------------------
 
@@ -360,10 +426,13 @@ class Modem:
                 # Routed straight to us, not stored: nothing to delete, but it must still
                 # be persisted before anything else happens.
                 self._deliver(urc.pdu, index=None)
-            elif urc.name in ("+CREG", "+CGREG", "+CEREG"):
-                m = CREG.search(urc.line)
-                if m:
-                    self._registration(int(m.group(1)))
+            elif urc.name in ("+CREG", "+CGREG", "+CEREG", "+C5GREG"):
+                reg = parse_registration(urc.line, solicited=False)
+                if reg is not None:
+                    self._regs[reg.command] = reg
+                    self._registration()
+                else:
+                    self.log.warning("unparsable %s: %r", urc.name, urc.line)
             elif urc.name in _FULL_URCS and "FULL" in urc.line.upper():
                 self._sweep(sess)
             else:
@@ -395,8 +464,8 @@ class Modem:
             stat = next((int(h.group(1)) for line in lines if (h := CMGR.match(line))), 0)
             if pdu_line is not None and stat in (0, 1):
                 self._deliver(pdu_line, index=index)
-            if self._mem1 != self.settings.storage:
-                home = self.settings.storage
+            if self._mem1 != self._storage:
+                home = self._storage
                 sess.run(f'AT+CPMS="{home}"', t)
                 self._mem1 = home
 
@@ -455,11 +524,18 @@ class Modem:
         if index is not None and self._session is not None:
             self._session.run(f"AT+CMGD={index}", self.settings.command_timeout_s)
 
-    def _registration(self, stat: int) -> None:
-        registered = stat in (1, 5)  # TS 27.007 §7.2: 1 home, 5 roaming
+    def _registration(self) -> None:
+        """Ready or "no network" from every domain's last report (atvalues.sms_service:
+        SMS-capable +CREG states incl. SMS only and CSFB not preferred; LTE/NR where the
+        radio is there; a packet domain alone never takes a modem away)."""
+        service = sms_service(self._regs)
+        registered = service.able
         state = ModemState.READY if registered else ModemState.NO_NETWORK
-        if state != self._status.state or registered != self._status.registered:
-            self._set(registered=registered, state=state)
+        if state != self._status.state or registered != self._status.registered \
+                or service.reason != self._status.network:
+            if service.reason != self._status.network:
+                self.log.info("network: %s", service.reason)
+            self._set(registered=registered, state=state, network=service.reason)
 
     def _health(self, sess: ATSession) -> None:
         t = self.settings.command_timeout_s
@@ -468,11 +544,15 @@ class Modem:
             m = CSQ.search(line)
             if m:
                 rssi = int(m.group(1))
-        stat = 0
-        for line in sess.run("AT+CREG?", t):
-            m = CREG.search(line)
-            if m:
-                stat = int(m.group(1))
+        for name in self._reg_commands:
+            try:
+                lines = sess.run(f"AT{name}?", t)
+            except ModemCommandError:
+                continue
+            for line in lines:
+                reg = parse_registration(line, solicited=True)
+                if reg is not None:
+                    self._regs[reg.command] = reg
         operator = self._status.operator
         try:
             sess.run("AT+COPS=3,0", t)
@@ -495,7 +575,9 @@ class Modem:
                       last_error=f"modem {self.name}: SIM state {sim}; check the SIM",
                       last_error_at=time.time())
             return
-        self._registration(stat)
+        if not self._regs:
+            self._regs["+CREG"] = Registration("+CREG", 4)  # nothing answered: unknown
+        self._registration()
         st = self._status
         if st.sim_used and st.sim_total and st.sim_used >= st.sim_total:
             sess.memory_full = True  # a full SIM refuses new SMS: drain it now
@@ -506,8 +588,10 @@ class Modem:
         from .ussd import balance_from, parse_cusd
 
         s = self.settings
+        code = ussd_string(s.balance_ussd, packed=bool(self._family and
+                                                          self._family.ussd_packed))
         try:
-            sess.run(f'AT+CUSD=1,"{s.balance_ussd}",15', s.command_timeout_s)
+            sess.run(f'AT+CUSD=1,"{code}",15', s.command_timeout_s)
         except ModemCommandError as exc:
             self._error(f"modem {self.name}: balance request {s.balance_ussd} refused: {exc}")
             return
@@ -520,3 +604,11 @@ class Modem:
         amount = balance_from(answer.text, s.balance_pattern) if s.balance_pattern else None
         self._set(balance=amount, balance_text=answer.text, balance_at=time.time())
         self.handler.on_balance(self.name, amount, answer.text)
+
+
+def _ranges_text(ranges: CnmiRanges | None) -> str:
+    """``(0,1,2),(0,1),…`` for the log, from parsed ranges (or "nothing")."""
+    if ranges is None:
+        return "nothing"
+    return ",".join("(" + ",".join(map(str, sorted(r))) + ")"
+                    for r in (ranges.mode, ranges.mt, ranges.bm, ranges.ds, ranges.bfr))

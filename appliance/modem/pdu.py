@@ -1,10 +1,11 @@
 """SMS PDUs for the appliance: the one place that knows TS 23.040 / TS 23.038.
 
-A shim over python-gsmmodem-new's ``gsmmodem.pdu`` (its GSM-7 tables and validity-period
-tables are kept) that adds what FIELD_NOTES B9, B10 and B13 found missing: surrogate-safe
-UCS-2 (emoji), DCS normalisation, our own per-modem concatenation reference (8- or
-16-bit), optional status reports, national numbers normalised instead of being sent as
-alphanumeric addresses, reassembly of concatenated inbound parts, and one error type
+A shim over python-gsmmodem-new's ``gsmmodem.pdu`` (its validity-period tables are kept;
+the GSM-7 tables are TS 23.038's own, in ``pdu_text``) that adds what FIELD_NOTES B9, B10
+and B13 found missing: surrogate-safe UCS-2 (emoji), DCS normalisation, our own per-modem
+concatenation reference (8- or 16-bit), optional status reports, national numbers
+normalised instead of being sent as alphanumeric addresses, reassembly of concatenated
+inbound parts, and one error type
 (:class:`~appliance.errors.PduError`, keeping the raw PDU) for every decode failure.
 
 Pure (no I/O, clock, logging or threads). The code lives in modules a newcomer can

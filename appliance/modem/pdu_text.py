@@ -1,8 +1,11 @@
 """Alphabets of the SMS user data: GSM-7 and UCS-2, splitting into parts, DCS normalisation.
 
-The character tables are python-gsmmodem-new's (``gsmmodem.pdu.GSM7_BASIC`` and
-``GSM7_EXTENDED``), so our codec and the library agree on every character. The bit-level
-work around them is ours, because the library's versions fail on cases this unit meets
+The character tables are TS 23.038 §6.2.1 and §6.2.1.1 typed in here. They used to be
+python-gsmmodem-new's (``gsmmodem.pdu.GSM7_BASIC`` / ``GSM7_EXTENDED``), which are wrong in
+two places: septet 0x5F is a backtick there (the spec has '§', so an inbound '§' read as
+'`' and a reply's '`' reached the citizen as '§'), and ESC 0x0A is 'ÿ' (the spec has FORM
+FEED). tests/test_gsm7_alphabet.py checks every code point against the gsm0338 codec. The
+bit-level work is ours too, because the library's versions fail on cases this unit meets
 (measured against gsmmodem 0.13.0, see tests/test_pdu.py):
 
 * ``encodeGsm7('ÿ')`` raises ``TypeError`` (its extension table maps ``'ÿ'`` to an int);
@@ -20,8 +23,6 @@ from __future__ import annotations
 import struct
 from collections.abc import Sequence
 
-from gsmmodem.pdu import GSM7_BASIC, GSM7_EXTENDED
-
 from appliance.errors import PduError
 
 GSM7 = "gsm7"
@@ -33,17 +34,30 @@ MISSING = "\u2026"
 
 _ESC = 0x1B
 
-# TS 23.038 §6.2.1: basic table, minus ESC itself (a literal U+001B in text must not
-# become an escape prefix).
+# TS 23.038 §6.2.1: the default alphabet, indexed by septet. 0x1B is the escape to the
+# extension table; it decodes as a space only where the spec says so (see decode_gsm7).
+GSM7_BASIC = (
+    "@£$¥èéùìòÇ\nØø\rÅå"
+    "Δ_ΦΓΛΩΠΨΣΘΞ\x1bÆæßÉ"
+    " !\"#¤%&'()*+,-./"
+    "0123456789:;<=>?"
+    "¡ABCDEFGHIJKLMNO"
+    "PQRSTUVWXYZÄÖÑÜ§"
+    "¿abcdefghijklmno"
+    "pqrstuvwxyzäöñüà"
+)
+assert len(GSM7_BASIC) == 128
+# TS 23.038 §6.2.1.1: the extension table, by the code that follows ESC.
+GSM7_EXTENSION: dict[int, str] = {
+    0x0A: "\x0c", 0x14: "^", 0x28: "{", 0x29: "}", 0x2F: "\\", 0x3C: "[", 0x3D: "~",
+    0x3E: "]", 0x40: "|", 0x65: "€",
+}
+# Basic table minus ESC itself (a literal U+001B in text must not become an escape
+# prefix), then the extension characters as ESC + code.
 _GSM7_ENCODE: dict[str, tuple[int, ...]] = {
     ch: (code,) for code, ch in enumerate(GSM7_BASIC) if code != _ESC
 }
-# TS 23.038 §6.2.1.1 extension table; gsmmodem's entry for 'ÿ' is wrong (0x1B0A is FORM
-# FEED), so it is left out and FORM FEED added.
-_GSM7_EXT_DECODE: dict[int, str] = {
-    ord(code): ch for ch, code in GSM7_EXTENDED.items() if isinstance(code, str)
-}
-_GSM7_EXT_DECODE[0x0A] = "\x0c"
+_GSM7_EXT_DECODE = GSM7_EXTENSION
 for _code, _ch in _GSM7_EXT_DECODE.items():
     _GSM7_ENCODE.setdefault(_ch, (_ESC, _code))
 

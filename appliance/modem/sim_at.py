@@ -89,6 +89,7 @@ class ATState:
     cpms: list[str] = field(default_factory=lambda: ["SM", "SM", "SM"])
     creg: int = 0
     cgreg: int = 0
+    cereg: int = 0
     cops_format: int = 0
     csmp: list[int] = field(default_factory=lambda: [17, 167, 0, 0])
     cmms: int = 0
@@ -105,7 +106,13 @@ NEEDS_SIM: set[str] = set()
 VENDOR_ONLY: dict[str, str] = {"^CURC": "huawei", "^PORTSEL": "huawei"}
 
 
+#: Registration reports a family may lack (a 2G module has no +CEREG): the profile says.
+REGISTRATION_REPORTS = frozenset({"+CEREG"})
+
+
 def supported(modem: SimModem, name: str) -> bool:
+    if name in REGISTRATION_REPORTS and name not in modem.profile.registration:
+        return False
     return name in HANDLERS and VENDOR_ONLY.get(name, modem.profile.name) == modem.profile.name
 
 

@@ -159,6 +159,7 @@ def _registration(name: str, attr: str) -> Handler:
 
 HANDLERS["+CREG"] = _registration("+CREG", "creg")
 HANDLERS["+CGREG"] = _registration("+CGREG", "cgreg")
+HANDLERS["+CEREG"] = _registration("+CEREG", "cereg")
 
 
 @handler("+COPS")
@@ -276,12 +277,35 @@ def _cusd(m: SimModem, c: Command) -> Reply:
     if not m.registered():
         return m.cme(30)
     code = params[1]
+    if m.profile.ussd_packed:
+        # Huawei sticks read <str> as packed GSM-7 septets in hex; anything else is not a
+        # code they can dial: "+CUSD: 4", operation not supported (TS 27.007 §7.15).
+        unpacked = _unpack_ussd(code)
+        if unpacked is None:
+            m.queue_urc("+CUSD: 4", delay=m.scaled(0.2))
+            return ok()
+        code = unpacked
     text = m.operator.balance_message(m.balance) if code in ("*123#", "*111#", "*222#") \
         else "Invalid request. Please dial *123# for balance."
     if m.faults.non_utf8:
         text = text.replace(" ", " \xff", 1)
     m.queue_urc(f'+CUSD: 0,"{text}",15', delay=m.scaled(1.0))
     return ok()
+
+
+def _unpack_ussd(hexcode: str) -> str | None:
+    from appliance.modem.sim_gsm7 import decode_septets, unpack_septets
+
+    try:
+        data = bytes.fromhex(hexcode)
+    except ValueError:
+        return None
+    if not data:
+        return None
+    septets = unpack_septets(data, len(data) * 8 // 7)
+    if septets and septets[-1] in (0x00, 0x0D):
+        septets = septets[:-1]  # the spare bits (or the CR padding of TS 23.038 §6.1.2.3.1)
+    return decode_septets(septets)
 
 
 @handler("^PORTSEL")

@@ -56,13 +56,15 @@ def _csms(m: SimModem, c: Command) -> Reply:
 @handler("+CPMS", needs_sim=True)
 def _cpms(m: SimModem, c: Command) -> Reply:
     names = m.profile.storages
+    receive = m.profile.receive_storages or names
     if c.op == "=?":
-        return ok("+CPMS: " + ",".join([_quoted_list(names)] * 3))
+        return ok("+CPMS: " + ",".join([_quoted_list(names)] * 2 + [_quoted_list(receive)]))
     if c.op == "?":
         parts = [f'"{n}",{m.memories[n].used},{m.memories[n].total}' for n in m.state.cpms]
         return ok("+CPMS: " + ",".join(parts))
     chosen = [p.upper() for p in c.params()]
-    if not 1 <= len(chosen) <= 3 or any(n not in names for n in chosen):
+    if not 1 <= len(chosen) <= 3 or any(n not in names for n in chosen) \
+            or (len(chosen) == 3 and chosen[2] not in receive):
         return m.cms(302)
     m.state.cpms[:len(chosen)] = chosen
     mems = [m.memories[n] for n in m.state.cpms]
@@ -72,10 +74,10 @@ def _cpms(m: SimModem, c: Command) -> Reply:
 @handler("+CNMI")
 def _cnmi(m: SimModem, c: Command) -> Reply:
     if c.op == "=?":
-        return ok("+CNMI: (0-2),(0-3),(0,2),(0-2),(0,1)")
+        return ok("+CNMI: " + m.profile.cnmi_ranges)
     if c.op == "?":
         return ok("+CNMI: " + ",".join(map(str, m.state.cnmi)))
-    allowed = [(0, 1, 2), (0, 1, 2, 3), (0, 2), (0, 1, 2), (0, 1)]
+    allowed = m.profile.cnmi_allowed()
     values = c.ints()
     if len(values) > 5:
         return m.cms(303)

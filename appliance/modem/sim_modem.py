@@ -191,8 +191,16 @@ class SimModem:
         return self.radio_on() and self._pin_ok and self.faults.registered
 
     def registration_line(self, name: str, n: int, *, urc: bool) -> str:
-        stat = 1 if self.registered() else 0
-        cell = ',"0FA1","1B2C"' if n == 2 and stat else ""
+        """TS 27.007 §7.2: the read answer is ``<n>,<stat>[,…]``, the URC ``<stat>[,…]``;
+        the registered <stat> of each report is the profile's (an LTE module "SMS only"
+        says +CREG 6, and its +CGREG may stay 0)."""
+        p = self.profile
+        stat = p.registered_stat.get(name, 1) if self.registered() else 0
+        cell = ""
+        if n == 2 and stat:
+            area, ci = ("00A1", "01A2D001") if name == "+CEREG" else ("0FA1", "1B2C")
+            cell = (f", {area}, {ci}" if p.unquoted_location else f',"{area}","{ci}"') \
+                + (",7" if name == "+CEREG" or p.registered_stat.get(name) == 6 else "")
         return f"{name}: {stat}{cell}" if urc else f"{name}: {n},{stat}{cell}"
 
     def next_mr(self) -> int:
@@ -296,7 +304,10 @@ class SimModem:
         if now == self._was_registered:
             return
         self._was_registered = now
-        for name, n in (("+CREG", self.state.creg), ("+CGREG", self.state.cgreg)):
+        for name, n in (("+CREG", self.state.creg), ("+CGREG", self.state.cgreg),
+                        ("+CEREG", self.state.cereg)):
+            if name not in self.profile.registration:
+                continue
             if n >= 1:
                 self.queue_urc(self.registration_line(name, n, urc=True))
         if now:

@@ -13,7 +13,7 @@ and balances are fictitious.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -37,6 +37,29 @@ class ModemProfile:
     noise_urc: str                  # injected by the urc_in_response fault when idle
     periodic_urcs: tuple[str, ...] = ()
     periodic_interval: float = 0.0  # seconds between periodic_urcs; 0 = never
+    # TS 27.005 §3.4.1: the AT+CNMI=? answer, and the only values AT+CNMI= accepts.
+    cnmi_ranges: str = "(0-2),(0-3),(0,2),(0-2),(0,1)"
+    # TS 27.005 §3.2.2 <mem3>: where received messages may go, when narrower than storages
+    # (Cinterion: "ME" can be read and written but does not receive).
+    receive_storages: tuple[str, ...] = ()
+    # TS 27.007 §7.2, §10.1.20, §10.1.22: the registration reports the family has, and the
+    # <stat> each says once registered (missing: 1). An LTE module registered "SMS only"
+    # says +CREG 6 while its +CGREG stays 0 and +CEREG is 1.
+    registration: tuple[str, ...] = ("+CREG", "+CGREG")
+    registered_stat: dict[str, int] = field(default_factory=dict, hash=False)
+    unquoted_location: bool = False  # +CREG: 1, 84CD, 0AB1 (no quotes, spaces)
+    ussd_packed: bool = False        # Huawei: AT+CUSD takes the code as packed GSM-7 hex
+
+    def cnmi_allowed(self) -> list[tuple[int, ...]]:
+        """``(0-2),(0,1),(0),…`` → the values each of the five parameters accepts."""
+        out: list[tuple[int, ...]] = []
+        for group in self.cnmi_ranges.split("),"):
+            values: list[int] = []
+            for part in group.strip("() ").split(","):
+                lo, _, hi = part.partition("-")
+                values.extend(range(int(lo), int(hi or lo) + 1))
+            out.append(tuple(values))
+        return out + [(0,)] * (5 - len(out))
 
 
 PROFILES: dict[str, ModemProfile] = {
@@ -55,7 +78,7 @@ PROFILES: dict[str, ModemProfile] = {
         me_capacity=255, sim_capacity=30, first_index=0, cnmi_default=(2, 1, 0, 0, 0),
         cmgr_empty_is_error=True,
         boot_urcs=("RDY", "+CFUN: 1", "+CPIN: READY", "+QUSIM: 1", "+QIND: SMS DONE"),
-        noise_urc='+QIND: "csq",17,99'),
+        noise_urc='+QIND: "csq",17,99', registration=("+CREG", "+CGREG", "+CEREG")),
     "huawei": ModemProfile(
         name="huawei", manufacturer="huawei", model="E173",
         revision="11.126.85.00.209",
@@ -67,7 +90,29 @@ PROFILES: dict[str, ModemProfile] = {
         boot_urcs=("^BOOT:20358145,0,0,0,72", "^SIMST:1"),
         noise_urc="^RSSI:17",
         periodic_urcs=("^BOOT:20358145,0,0,0,72", "^RSSI:17", "^MODE:3,2"),
-        periodic_interval=3.0),
+        periodic_interval=3.0, ussd_packed=True),
+    # An LTE Cat-1 module on an LTE-only cell, attached for SMS over SGs "SMS only"
+    # (TS 27.007 §7.2 <stat> 6): +CREG 6, +CEREG 1, +CGREG 0; location codes unquoted with
+    # spaces, as some firmware prints them. Strings after u-blox's LARA-R6 AT manual.
+    "ublox_lte": ModemProfile(
+        name="ublox_lte", manufacturer="u-blox", model="LARA-R6001D", revision="03.15",
+        ati=("Manufacturer: u-blox", "Model: LARA-R6001D", "Revision: 03.15"),
+        echo=True, storages=("ME", "SM", "MT"), default_storage=("ME", "ME", "ME"),
+        me_capacity=150, sim_capacity=30, first_index=1, cnmi_default=(1, 0, 0, 0, 0),
+        cmgr_empty_is_error=False, boot_urcs=("+CPIN: READY",), noise_urc="+UUPSDD: 0",
+        cnmi_ranges="(0-2),(0-3),(0-3),(0-2),(0,1)",
+        registration=("+CREG", "+CGREG", "+CEREG"),
+        registered_stat={"+CREG": 6, "+CGREG": 0, "+CEREG": 1}, unquoted_location=True),
+    # A Cinterion/Thales module that allows only <bfr> 1 and no status reports
+    # (AT+CNMI=? answers (0-2),(0,1),(0,2),(0),(1)) and does not receive into "ME".
+    "cinterion": ModemProfile(
+        name="cinterion", manufacturer="Cinterion", model="ELS61-E",
+        revision="REVISION 01.000", ati=("Cinterion", "ELS61-E", "REVISION 01.000"),
+        echo=True, storages=("ME", "SM", "MT"), receive_storages=("SM", "MT"),
+        default_storage=("ME", "ME", "SM"), me_capacity=25, sim_capacity=30, first_index=1,
+        cnmi_default=(0, 0, 0, 0, 1), cmgr_empty_is_error=False, boot_urcs=("^SYSSTART",),
+        noise_urc="+CIEV: signal,3", cnmi_ranges="(0-2),(0,1),(0,2),(0),(1)",
+        registration=("+CREG", "+CGREG", "+CEREG")),
 }
 
 

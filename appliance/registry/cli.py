@@ -72,6 +72,9 @@ def add_parsers(subparsers: Any,
     p.add_argument("--version", type=int, default=None,
                    help="version number (default: the published one + 1)")
     p.add_argument("--keep-deltas", type=int, default=30)
+    p.add_argument("--notify", type=Path, default=None, metavar="CENTRE_TOML",
+                   help="then post the retained 'latest version' hint through the broker "
+                   "in this file's [fleet] section (docs/fleet.md)")
     p.add_argument("--source", default=None)
     _publisher_options(p)
     p.set_defaults(func=cmd_publish)
@@ -254,6 +257,12 @@ def cmd_publish(args: argparse.Namespace) -> int:
              f"({result.delta_bytes} bytes)" if result.delta else "no delta")
     print(f"published version {result.version}: {result.record_count} records, snapshot "
           f"{result.snapshot_bytes} bytes, {delta}; upload {args.repo / 'public'}")
+    if args.notify is not None:
+        # After the files: a unit told before they are served would find nothing new.
+        from appliance.fleet.centre import centre_settings, publish_hint
+        publish_hint(centre_settings(args.notify), result.version,
+                     datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        print(f"posted the retained hint: version {result.version} is the latest")
     return 0
 
 
