@@ -72,9 +72,6 @@ class SnapshotCollector:
         snap = self.snapshot()
         yield build_info()
         yield InfoMetricFamily("nsor_unit", "The unit", value={"unit": str(snap.get("unit", ""))})
-        # The running release (it can differ from the installed one until a restart).
-        yield InfoMetricFamily("nsor_build", "The running release",
-                               value={"version": str(snap.get("version", ""))})
         yield from _modem_metrics(snap.get("modems") or [])
         q = snap.get("queue") or {}
         yield GaugeMetricFamily("nsor_queue_pending_replies", "Replies waiting to be sent",
