@@ -145,7 +145,6 @@ class Service:
         # The fleet link (docs/fleet.md), off by default; paho is not even imported then.
         self.fleet: FleetLink | None = None
         if config.fleet.enabled:
-            from . import __version__
             from .fleet.link import FleetLink
 
             self.fleet = FleetLink(config.fleet, config.unit.name, alarms=self.alarms,
