@@ -30,7 +30,11 @@ class Alarm:
 
 class Alarms:
     def __init__(self, *, sms_numbers: Sequence[str] = (), min_interval_s: float = 3600.0,
-                 send_sms: Callable[[str, str], None] | None = None) -> None:
+                 send_sms: Callable[[str, str], None] | None = None,
+                 header: str = "NSOR") -> None:
+        # The SMS header names the unit and its release: a technician who looks after many
+        # units must know which one is calling, and whether it already runs the fixed release.
+        self.header = header
         self.sms_numbers = tuple(sms_numbers)
         self.min_interval_s = min_interval_s
         self._send_sms = send_sms
@@ -56,7 +60,7 @@ class Alarms:
         if due and self._send_sms is not None:
             for number in self.sms_numbers:
                 try:
-                    self._send_sms(number, f"NSOR alarm {kind}: {message}"[:300])
+                    self._send_sms(number, f"{self.header} alarm {kind}: {message}"[:300])
                 except Exception:
                     log.exception("could not queue the alarm SMS to a technician")
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from .credentials import RedactingFilter, RedactingFormatter, redact_credentials
 from .errors import ApplianceError, ConfigError, ServiceUnreachable
+from .version import __version__
 
 DEFAULT_CONFIG = Path(os.environ.get("NSOR_CONFIG", "/etc/nsor/appliance.toml"))
 FIRMWARE_CONFIG = Path(__file__).resolve().parent.parent / "firmware_config"
@@ -94,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 description="NSOR SMS appliance: CNIC queries answered by SMS.")
     p.add_argument("-v", "--verbose", action="count", default=0,
                    help="debug logging (-vv: raw AT traffic too)")
+    p.add_argument("--version", action="version", version=f"nsor-appliance {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     def config_arg(sp: argparse.ArgumentParser) -> None:
@@ -143,6 +145,8 @@ def _extensions() -> list[Callable[..., None]]:
         pass
     from .audit import add_parsers as audit_parsers
     regs.append(audit_parsers)
+    from .db_cli import add_parsers as db_parsers
+    regs.append(db_parsers)
     try:
         from .techcli import add_parsers as tech_parsers
         regs.append(tech_parsers)

@@ -117,3 +117,12 @@ class FleetError(ApplianceError):
 class ServiceUnreachable(ApplianceError):
     """A command that must go through the running service found none listening
     (``nsor balance`` with the service stopped)."""
+
+
+class SchemaError(ApplianceError):
+    """A database file has a schema this release cannot use.
+
+    Scenarios: a downgrade to a release older than an incompatible change in ``state.db``
+    (the file is refused before anything is written to it); a forward migration that failed
+    (rolled back; the file is as it was).
+    """

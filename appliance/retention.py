@@ -115,6 +115,8 @@ RETENTION: tuple[TableRetention, ...] = (
     # only as a keyed hash unless [fleet] hit_clear_number): erasing it would lose the
     # report, so it stays until acknowledged, however long the link is down.
     TableRetention("fleet_hit", {"report_id": Redact.KEEP, "payload": Redact.KEEP}),
+    # The schema's ledger (migrate.py): step descriptions and release numbers, no people.
+    TableRetention("schema_migration", {"description": Redact.KEEP, "release": Redact.KEEP}),
 )
 
 _BY_TABLE: Mapping[str, TableRetention] = MappingProxyType({t.table: t for t in RETENTION})

@@ -114,7 +114,8 @@ class Service:
         self.registry = Registry(config.registry_path)
         self.alarms = Alarms(sms_numbers=config.alarms.sms_numbers,
                              min_interval_s=config.alarms.min_interval_minutes * 60,
-                             send_sms=self._queue_alarm_sms)
+                             send_sms=self._queue_alarm_sms,
+                             header=f"NSOR {config.unit.name} {__version__}")
         self.guard = Guard(config)
         self.history = History()
         # Replies made since start, by verdict (Reply.kind): /metrics' counter and, as
@@ -156,7 +157,6 @@ class Service:
         # The fleet link (docs/fleet.md), off by default; paho is not even imported then.
         self.fleet: FleetLink | None = None
         if config.fleet.enabled:
-            from . import __version__
             from .fleet.link import FleetLink
 
             self.fleet = FleetLink(config.fleet, config.unit.name, alarms=self.alarms,

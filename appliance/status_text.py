@@ -19,6 +19,7 @@ from typing import Any
 from rich.text import Text
 
 from .statuspage import disk_percent, fmt_bytes, fmt_duration
+from .version import __version__
 from .wording import plural
 
 _STYLE = {"ok": "green", "warn": "yellow", "bad": "bold red", "dim": "dim"}
@@ -129,6 +130,9 @@ def render(snap: dict[str, Any], width: int = 80, now: float | None = None) -> l
     if snap.get("uptime_s") is not None:
         head += f", up {fmt_duration(snap['uptime_s'])}"
     out.append(Text(fit(head, width), style="bold"))
+    text, level = version_line(snap)
+    if level != "ok":  # upgraded, not restarted: the old release still answers
+        out.append(Text(fit(text, width), style="yellow"))
     modems = snap.get("modems") or []
     rows = [HEADERS] + [modem_row(m, now, files) for m in modems]
     widths = _widths(rows, width)
@@ -218,3 +222,13 @@ def summary(snap: dict[str, Any]) -> list[tuple[str, str, str]]:
         lines.append(("disk", f"{pct:.0f}% used, {fmt_bytes(disk['free'])} free "
                       f"({disk.get('path', '')})", "ok" if pct < 90 else "bad"))
     return lines
+
+
+def version_line(snap: dict[str, Any]) -> tuple[str, str]:
+    """The installed release, and the running one when the service runs another: after an
+    upgrade the old code answers SMS until the service restarts."""
+    running = snap.get("version")
+    if snap.get("source") == "files" or running in (None, __version__):
+        return f"nsor-appliance {__version__}", "ok"
+    return (f"nsor-appliance {__version__} installed, {running} running: "
+            "sudo systemctl restart nsor-appliance", "warn")

@@ -27,7 +27,8 @@ from typing import Any
 
 import peewee as pw
 
-from .errors import StoreError
+from .errors import SchemaError, StoreError
+from .migrate import Schema, Step, add_column, baseline, open_and_upgrade
 from .outbound import PENDING, State, check_move
 
 log = logging.getLogger(__name__)
@@ -186,6 +187,25 @@ class KV(_Base):
 
 MODELS: list[type[pw.Model]] = [Inbound, Outbound, Part, KV]
 
+#: state.db's schema versions (appliance.migrate; docs/packaging.md, "Schema versions").
+#: A change to the tables above is one more step at the end of this list:
+#: a table -> Step(n, "table x", create_table(X)); a column (at the end of its model,
+#: null=True or a default) -> Step(n, "x.y", add_column(X.y)).
+def _reply_plan_columns(db: pw.SqliteDatabase) -> None:
+    for f in (Outbound.plan, Outbound.plan_modem, Outbound.sim_attempts, Outbound.splits):
+        add_column(f)(db)
+
+
+STATE_SCHEMA = Schema("state.db", (
+    baseline("inbound, outbound, part, kv (the schema before versions)"),
+    # A reply is one message (docs/architecture.md): its parts are fixed when first encoded
+    # and resumed on the same SIM. Not compatible: part.attempt now holds the plan number
+    # and part.status gains 'pending'/'abandoned', which an older release would misread
+    # (it would send a reply's parts again with a new reference), so a downgrade is refused.
+    Step(2, "outbound.plan, plan_modem, sim_attempts, splits (reply plans)",
+         _reply_plan_columns, compatible=False),
+))
+
 
 #: Part states that still wait for the radio (sent again as they are, same PDU).
 UNSENT_PARTS = ("pending", "unsent")
@@ -253,10 +273,14 @@ class Store:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             _make_private(self.path)
+            # Migrated (or refused, when a newer release changed it incompatibly) before
+            # anything else writes to it: create_tables() below only adds missing tables.
+            open_and_upgrade(self.path, STATE_SCHEMA, PRAGMAS)
             db.init(str(self.path), pragmas=PRAGMAS)
             db.connect(reuse_if_open=True)
             db.create_tables(MODELS, safe=True)
-            _add_missing_columns(Outbound)
+        except SchemaError:
+            raise
         except pw.PeeweeException as exc:
             raise StoreError(f"cannot open message store {self.path}: {exc}") from exc
         except Exception as exc:  # sqlite3.DatabaseError: file is not a database, disk I/O
@@ -681,22 +705,6 @@ def _make_private(path: Path) -> None:
 
 def _marks(values: Sequence[Any]) -> str:
     return ", ".join("?" * len(values))
-
-
-def _add_missing_columns(model: type[pw.Model]) -> None:
-    """Columns added after a state.db was first made (``create_tables`` only makes missing
-    tables): added with their defaults by peewee's migrator (ALTER TABLE … ADD COLUMN)."""
-    from playhouse.migrate import SqliteMigrator, migrate
-
-    table = model._meta.table_name  # type: ignore[attr-defined]
-    have = {row[1] for row in db.execute_sql(f'PRAGMA table_info("{table}")')}
-    missing = [f for f in model._meta.sorted_fields  # type: ignore[attr-defined]
-               if f.column_name not in have]
-    if missing:
-        migrator = SqliteMigrator(db)
-        migrate(*(migrator.add_column(table, f.column_name, f) for f in missing))
-        log.info("state.db: added column(s) %s to %s",
-                 ", ".join(f.column_name for f in missing), table)
 
 
 def _insert_part(job: Job, part: SubmittedPart, status: str) -> None:

@@ -29,6 +29,7 @@ from .credentials import redact_credentials, redact_tree
 from .errors import ConfigError, StoreError
 from .statuspage import MODEM_COLUMNS, fetch_status, fmt_duration, modem_cells, modem_level
 from .wording import plural
+from .version import __version__
 
 #: Exit status when the service is not running (as ``systemctl status`` uses it).
 NOT_RUNNING = 3
@@ -159,6 +160,10 @@ def render_status(con: Console, snap: dict[str, Any]) -> None:
     con.print(table)
     for label, text, level in summary(snap):
         con.print(f"{label:>9}: [{_STYLE[level]}]{escape(text)}[/]")
+    from .status_text import version_line
+
+    text, level = version_line(snap)
+    con.print(f"{'version':>9}: [{_STYLE[level]}]{escape(text)}[/]")
     alarms = snap.get("alarms") or []
     if alarms:
         for a in alarms:
@@ -181,10 +186,8 @@ def offline_snapshot(config: Any) -> dict[str, Any]:
     modems = [{"name": m.name, "port": m.port, "state": "not running", "rssi": None,
                "queue": 0, "sent_hour": None, "sent_day": None, "hourly_cap": m.hourly_cap,
                "daily_cap": m.daily_cap, "last_error": ""} for m in config.enabled_modems]
-    from . import __version__
-
-    snap: dict[str, Any] = {"unit": config.unit.name, "version": __version__,
-                            "time": time.time(), "modems": modems, "alarms": []}
+    snap: dict[str, Any] = {"unit": config.unit.name, "time": time.time(), "modems": modems,
+                            "alarms": [], "version": __version__}
     if config.state_path.is_file():
         from .store import Outbound, Store
 

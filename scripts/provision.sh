@@ -1,6 +1,13 @@
 #!/usr/bin/env bash
 # provision.sh: install the NSOR SMS appliance on Raspberry Pi OS (Bookworm) or Debian 12.
 #
+# Two ways to use it (docs/packaging.md, "The package and provision.sh"):
+#   * on a unit installed from the Debian package: `provision.sh --deb [--pi]` does only what
+#     the package does not: the data partition, the unit secret, ModemManager masked and,
+#     with --pi, the Raspberry Pi boot files (which other packages own too). The package
+#     ships this script as /usr/lib/nsor-appliance/app/scripts/provision.sh.
+#   * from a checkout, without the package (development, a unit set up by hand): every step.
+#
 # Safe to run again at any time (an upgrade is a re-run): every step first looks at what is
 # there and changes only what differs. What a technician owns is never overwritten:
 # /etc/nsor/appliance.toml and the other files in /etc/nsor, the udev rules (their slot
@@ -15,8 +22,8 @@ readonly SERVICE_USER=nsor
 readonly UNIT_NAME=nsor-appliance.service
 readonly DATA_LABEL=NSOR-DATA
 
-readonly APP_DIR=/opt/nsor/app
-readonly VENV_DIR=/opt/nsor/venv
+readonly APP_DIR=/usr/lib/nsor-appliance/app
+readonly VENV_DIR=/usr/lib/nsor-appliance/venv
 readonly ETC_DIR=/etc/nsor
 readonly DATA_DIR=/var/lib/nsor
 readonly SECRET_FILE=/var/lib/nsor/secret.key
@@ -45,6 +52,7 @@ ROOT=""
 DRY_RUN=0
 NO_APT=0
 NO_PIP=0
+DEB=0
 PI=0
 STEP=0
 CHANGED=0
@@ -72,6 +80,9 @@ Options:
   --no-apt     do not install Debian packages
   --no-pip     do not pip install the requirements (offline staging, tests); the
                virtualenv is made without pip, which a later run adds
+  --deb        the nsor-appliance Debian package is installed (it provides the user,
+               code, virtualenv, configuration, udev rules and systemd unit): do only the
+               data partition, the unit secret, ModemManager and, with --pi, the boot files
   -h, --help   show this help
 EOF
 }
@@ -129,6 +140,7 @@ main() {
             --pi) PI=1 ;;
             --no-apt) NO_APT=1 ;;
             --no-pip) NO_PIP=1 ;;
+            --deb) DEB=1 ;;
             -h | --help)
                 usage
                 exit 0
@@ -147,7 +159,11 @@ main() {
     elif ((EUID != 0)) && ! ((DRY_RUN)); then
         die "run as root (sudo $0 ${args[*]}), or try --dry-run or --root DIR"
     fi
-    readonly ROOT DRY_RUN NO_APT NO_PIP PI
+    readonly ROOT DRY_RUN NO_APT NO_PIP PI DEB
+    if ((DEB)); then
+        main_deb
+        return 0
+    fi
     check_sources
 
     local mode=""
@@ -166,6 +182,21 @@ main() {
     step_udev
     step_modemmanager
     step_systemd
+    step_boot
+    next_steps
+}
+
+# With the Debian package installed: what it leaves to an explicit step.
+main_deb() {
+    [[ -f $FW/boot/config.txt.fragment ]] || die "$FW/boot/config.txt.fragment is missing"
+    if [[ -z $ROOT ]] && ! ((DRY_RUN)) &&
+        [[ $(dpkg-query -W -f='${Status}' nsor-appliance 2>/dev/null) != "install ok installed" ]]; then
+        die "--deb: the nsor-appliance package is not installed (sudo apt install ./nsor-appliance_<version>_<arch>.deb)"
+    fi
+    printf 'NSOR appliance: the steps the Debian package leaves out, into %s\n' "${ROOT:-/}"
+    step_data_partition
+    step_secret
+    step_modemmanager
     step_boot
     next_steps
 }

@@ -42,7 +42,10 @@ def test_modem_down_sends_one_alarm_sms_and_a_blink_sends_none(
                                             & Outbound.text.contains("modem_down:sim0")))
         assert len(rows) == 1 and rows[0].status in ("sent", "delivered")
         assert len(about_sim0()) == 1
-        assert about_sim0()[0].startswith("NSOR alarm modem_down:sim0: modem sim0 is gone")
+        # The header names the unit and the running release (conftest's unit is "test").
+        from appliance import __version__
+        assert about_sim0()[0].startswith(
+            f"NSOR test {__version__} alarm modem_down:sim0: modem sim0 is gone")
         sim.modems[0].replug()
         assert wait_until(lambda: "modem_down:sim0" not in
                           {a.kind for a in svc.alarms.active()}, 20)  # cleared

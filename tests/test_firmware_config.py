@@ -70,7 +70,7 @@ def runnable_copy(directory: Path, text: str) -> Path:
     """The unit with ExecStart= pointing at /bin/true.
 
     ``systemd-analyze verify`` checks that the ExecStart binary exists and is executable;
-    /opt/nsor/venv/bin/python exists only on a provisioned unit. Everything else is kept.
+    /usr/lib/nsor-appliance/venv/bin/python exists only on an installed unit. Everything else is kept.
     """
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / UNIT.name
@@ -113,7 +113,7 @@ def test_unit_has_the_settings_the_issue_requires() -> None:
         "SupplementaryGroups": "dialout", "ProtectSystem": "strict",
         "ReadWritePaths": "/var/lib/nsor", "NoNewPrivileges": "yes", "PrivateTmp": "yes",
         "ProtectHome": "yes", "DevicePolicy": "closed",
-        "ExecStart": "/opt/nsor/venv/bin/python -m appliance run "
+        "ExecStart": "/usr/lib/nsor-appliance/venv/bin/python -m appliance run "
                      "--config /etc/nsor/appliance.toml",
     }
     wrong = {k: service.get(k) for k, v in required.items() if service.get(k) != [v]}

@@ -122,7 +122,7 @@ def test_first_run_installs_every_file_with_its_mode(provisioned: tuple[Path, st
         "etc/systemd/system.conf.d/nsor-watchdog.conf": 0o644,
         "etc/systemd/journald.conf.d/nsor.conf": 0o644,
         "usr/local/bin/nsor": 0o755,
-        "opt/nsor/app": 0o755,
+        "usr/lib/nsor-appliance/app": 0o755,
     }
     wrong = {rel: oct(mode(root / rel)) for rel, want in expected.items()
              if mode(root / rel) != want}
@@ -133,9 +133,9 @@ def test_first_run_installs_every_file_with_its_mode(provisioned: tuple[Path, st
         assert (root / rel).read_bytes() == (FIRMWARE / name).read_bytes(), rel
     assert ((root / "etc/systemd/system/nsor-appliance.service").read_bytes()
             == (FIRMWARE / "nsor-appliance.service").read_bytes())
-    assert (root / "opt/nsor/app/appliance/__init__.py").is_file()
-    assert not (root / "opt/nsor/app/tests").exists(), "tests are not part of a unit"
-    assert (root / "opt/nsor/venv/bin/python").exists()
+    assert (root / "usr/lib/nsor-appliance/app/appliance/__init__.py").is_file()
+    assert not (root / "usr/lib/nsor-appliance/app/tests").exists(), "tests are not part of a unit"
+    assert (root / "usr/lib/nsor-appliance/venv/bin/python").exists()
     for owned in ("var/lib/nsor", "var/lib/nsor/secret.key"):
         assert (root / owned).stat().st_uid == expected_owner(), owned
     for step in range(1, 13):
@@ -206,16 +206,16 @@ def test_edited_configuration_is_kept_and_the_new_default_goes_beside_it(tree: P
 
 
 def test_code_and_unit_are_ours_and_replaced(tree: Path) -> None:
-    module = tree / "opt/nsor/app/appliance/__init__.py"
+    module = tree / "usr/lib/nsor-appliance/app/appliance/__init__.py"
     unit = tree / "etc/systemd/system/nsor-appliance.service"
     module.write_text("broken = True\n")
     unit.write_text("[Service]\nExecStart=/bin/false\n")
-    (tree / "opt/nsor/app/stray.txt").write_text("left from an old release\n")
+    (tree / "usr/lib/nsor-appliance/app/stray.txt").write_text("left from an old release\n")
     out = provision(tree).stdout
     assert module.read_bytes() == (REPO / "appliance/__init__.py").read_bytes()
     assert unit.read_bytes() == (FIRMWARE / "nsor-appliance.service").read_bytes()
-    assert not (tree / "opt/nsor/app/stray.txt").exists()
-    assert not (tree / "opt/nsor/app.new").exists() and not (tree / "opt/nsor/app.old").exists()
+    assert not (tree / "usr/lib/nsor-appliance/app/stray.txt").exists()
+    assert not (tree / "usr/lib/nsor-appliance/app.new").exists() and not (tree / "usr/lib/nsor-appliance/app.old").exists()
     assert "copied:" in out
 
 
@@ -348,3 +348,14 @@ def test_shell_scripts_are_shellcheck_clean() -> None:
     proc = subprocess.run(["shellcheck", "-x", str(SCRIPT), str(FIRMWARE / "bin/nsor")],
                           capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_deb_mode_does_only_what_the_package_leaves_out(tmp_path: Path) -> None:
+    """``--deb``: the package installed the code, venv, configuration, udev rules and unit;
+    provisioning adds only the secret (and the data partition, ModemManager, boot files)."""
+    root = tmp_path / "root"
+    out = provision(root, "--deb").stdout
+    made = sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+    assert made == ["var", "var/lib", "var/lib/nsor", "var/lib/nsor/secret.key"], made
+    assert mode(root / "var/lib/nsor/secret.key") == 0o600
+    assert "ModemManager" in out and "skipped (add --pi" in out

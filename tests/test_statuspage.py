@@ -78,6 +78,7 @@ def test_status_json_is_the_service_snapshot(live_unit: tuple[Any, StatusServer]
     assert {m["state"] for m in snap["modems"]} == {"ready"}
     assert snap["registry"]["state"] == "ok" and snap["registry"]["version"] == 1
     assert snap["queue"]["pending"] == 0 and snap["unit"] == "test"
+    assert snap["version"] == __version__
 
 
 def test_metrics_follow_traffic(live_unit: tuple[Any, StatusServer], sim: Any) -> None:

@@ -222,8 +222,11 @@ def test_status_from_the_running_service(live_unit: tuple[Any, StatusServer], tm
     rows = [line for line in proc.stdout.splitlines() if line.startswith(("sim0 ", "sim1 "))]
     assert len(rows) == 2 and all("ready" in r and "Jazz" in r and "3/5" in r for r in rows)
     assert "registry: ok, version 1" in proc.stdout and ", up " in proc.stdout
+    from appliance import __version__
+    assert f"version {__version__}" in proc.stdout
     snap = json.loads(nsor("status", "--json", "--config", str(config)).stdout)
     assert snap["source"] == "service" and len(snap["modems"]) == 2
+    assert snap["version"] == __version__
 
 
 def test_status_without_the_service_reads_the_files(tmp_path: Path, sim: Any,
@@ -238,6 +241,8 @@ def test_status_without_the_service_reads_the_files(tmp_path: Path, sim: Any,
     assert proc.returncode == 3
     assert proc.stdout.startswith("service not running")
     assert "1 reply waiting" in proc.stdout and "registry: ok, version 1" in proc.stdout
+    from appliance import __version__
+    assert f"version {__version__}" in proc.stdout
     row = next(line for line in proc.stdout.splitlines() if line.startswith("sim1 "))
     assert "not running" in row and row.split()[5] == "1"
 

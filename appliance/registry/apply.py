@@ -26,11 +26,18 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from appliance.errors import SyncError
+from appliance.errors import SchemaError, SyncError
+from appliance.migrate import open_and_upgrade
 from appliance.registry.formats import DeltaRef, Index, decompress_file, read_delta
 from appliance.registry.importer import _fsync, normalise_cnic, validate_row
 from appliance.registry.lookup import BUSY_TIMEOUT_MS
-from appliance.registry.models import OFFENDER_COLUMNS, check_schema, read_meta, write_meta
+from appliance.registry.models import (
+    OFFENDER_COLUMNS,
+    REGISTRY_SCHEMA,
+    check_schema,
+    read_meta,
+    write_meta,
+)
 from appliance.registry.removal import (
     DEFAULT_MAX_REMOVAL_PERCENT,
     Removal,
@@ -149,6 +156,12 @@ def install_snapshot(db: Path, gz: Path, index: Index, *, source: str, now: date
     tmp = db.with_name(f".{db.name}.new-{os.getpid()}")
     try:
         decompress_file(gz, tmp)
+        # A snapshot from a publisher on an older release is migrated forward; one with an
+        # incompatible newer schema is refused here, and the current registry kept.
+        try:
+            open_and_upgrade(tmp, REGISTRY_SCHEMA)
+        except SchemaError as exc:
+            raise SyncError(f"snapshot {gz.name}: {exc}; the current registry is kept") from exc
         conn = sqlite3.connect(tmp, isolation_level=None)
         try:
             problems = _check_snapshot(conn, index)

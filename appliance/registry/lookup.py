@@ -40,8 +40,15 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from appliance.errors import RegistryError
-from appliance.registry.models import OFFENDER_COLUMNS, SCHEMA_VERSION, from_iso, row_to_record
+from appliance.errors import RegistryError, SchemaError
+from appliance.migrate import open_and_upgrade
+from appliance.registry.models import (
+    OFFENDER_COLUMNS,
+    REGISTRY_SCHEMA,
+    SCHEMA_VERSION,
+    from_iso,
+    row_to_record,
+)
 from appliance.registry.record import OffenderRecord
 from appliance.registry.seal import Verification, record_digest, verify_file
 
@@ -375,6 +382,8 @@ class Registry:
             conn = sqlite3.connect(self.path, check_same_thread=False,
                                    isolation_level=None, cached_statements=16)
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            if conn.execute("PRAGMA user_version").fetchone()[0] != REGISTRY_SCHEMA.current:
+                _migrate(self.path)  # older: migrated; newer: used only if compatible
             conn.execute("PRAGMA query_only = 1")
             conn.execute("SELECT 1 FROM registry_meta LIMIT 1").fetchall()
         except (sqlite3.Error, ValueError) as exc:  # ValueError: an undecodable message
@@ -399,7 +408,9 @@ def _info_from_row(path: Path, row: tuple[Any, ...] | None) -> RegistryInfo:
                             error=f"{damaged}: no row; run `python -m appliance sync`")
     schema, version, source, count = row[:4]
     problems: list[str] = []
-    if schema != SCHEMA_VERSION:
+    # A newer, compatible schema is allowed (appliance.migrate decided so when it opened
+    # the file); anything else is damage.
+    if not (isinstance(schema, int) and SCHEMA_VERSION <= schema < 2**16):
         problems.append(f"schema_version {schema!r}")
     if not _count(version, allow_none=True):
         problems.append(f"version {version!r}")
@@ -433,3 +444,12 @@ def _count(value: object, *, allow_none: bool = False) -> bool:
     if value is None:
         return allow_none
     return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**62
+
+
+def _migrate(path: Path) -> None:
+    """Migrate an installed registry.db forward; a file this release cannot use is no
+    registry (the unit answers "unavailable" until a sync replaces it)."""
+    try:
+        open_and_upgrade(path, REGISTRY_SCHEMA)
+    except SchemaError as exc:
+        raise RegistryError(f"registry {path}: {exc}") from exc

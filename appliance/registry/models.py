@@ -30,9 +30,12 @@ from typing import Any
 
 import peewee as pw
 
+from appliance.migrate import Schema, baseline, upgrade
 from appliance.registry.record import RELATIONS, STATUSES, OffenderRecord
 
-#: Bumped when the table layout changes; a snapshot with another value is refused.
+#: The table layout's version: the number of steps in REGISTRY_SCHEMA (below), which
+#: migrates older files forward; a snapshot newer than this is used only when its later
+#: steps are compatible (appliance.migrate).
 SCHEMA_VERSION = 1
 
 registry_db = pw.SqliteDatabase(None)
@@ -137,6 +140,13 @@ class RegistrySeal(_Base):
 
 MODELS: tuple[type[pw.Model], ...] = (Offender, RegistryMeta, OffenderDigest, RegistrySeal)
 
+#: registry.db's schema versions (appliance.migrate; docs/packaging.md, "Schema versions").
+#: A change is one more step here, and SCHEMA_VERSION above set to its number. A new
+#: column goes at the end of its model (check_schema compares the column order).
+REGISTRY_SCHEMA = Schema("registry.db", (
+    baseline("offender, registry_meta (the schema before versions)"),
+), version_sql="UPDATE registry_meta SET schema_version = ? WHERE id = 1")
+
 #: Column order used by every bulk writer and by the hot-path SELECT.
 OFFENDER_COLUMNS: tuple[str, ...] = tuple(
     f.column_name for f in Offender._meta.sorted_fields)  # type: ignore[attr-defined]
@@ -167,6 +177,7 @@ def create_schema(path: Path) -> None:
         db.create_tables(MODELS)
         RegistryMeta.insert(id=1, schema_version=SCHEMA_VERSION).on_conflict_ignore().execute()
         RegistrySeal.insert(id=1).on_conflict_ignore().execute()
+        upgrade(db, REGISTRY_SCHEMA)  # stamps the version and the steps' ledger
     db.close()
 
 
@@ -201,19 +212,27 @@ def check_schema(conn: sqlite3.Connection) -> list[str]:
     publisher on another schema version must be refused, not half-read.
     """
     problems: list[str] = []
+    # A file on a newer, compatible schema (appliance.migrate decided that before this is
+    # called) may carry columns after these; at this unit's own version, none may be added.
+    newer = user_schema_version(conn) > SCHEMA_VERSION
     for table, expected in (("offender", OFFENDER_COLUMNS), ("registry_meta", META_COLUMNS),
                             ("offender_digest", DIGEST_COLUMNS),
                             ("registry_seal", SEAL_COLUMNS)):
         found = tuple(r[1] for r in conn.execute(f"PRAGMA table_info({table})"))
-        if found != expected:
+        if (found[:len(expected)] if newer else found) != expected:
             problems.append(f"table {table} has columns {found or 'none'}, expected {expected}")
     if not problems:
         row = conn.execute("SELECT schema_version FROM registry_meta WHERE id = 1").fetchone()
         if row is None:
             problems.append("registry_meta has no row")
-        elif row[0] != SCHEMA_VERSION:
+        elif row[0] < SCHEMA_VERSION:  # migrated before it is checked (apply.py)
             problems.append(f"schema_version {row[0]}, this unit reads {SCHEMA_VERSION}")
     return problems
+
+
+def user_schema_version(conn: sqlite3.Connection) -> int:
+    """The schema version appliance.migrate keeps in ``PRAGMA user_version``."""
+    return int(conn.execute("PRAGMA user_version").fetchone()[0])
 
 
 def row_to_record(row: tuple[Any, ...]) -> OffenderRecord:
