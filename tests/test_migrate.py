@@ -40,12 +40,14 @@ class Heartbeat(pw.Model):
         table_name = "heartbeat"
 
 
+#: This release's state.db schema version; the "next releases" below add to it.
+N = STATE_SCHEMA.current
 NEXT = Schema("state.db", STATE_SCHEMA.steps + (
-    Step(2, "outbound.note", add_column(OutboundNext.note)),
-    Step(3, "table heartbeat", create_table(Heartbeat)),
+    Step(N + 1, "outbound.note", add_column(OutboundNext.note)),
+    Step(N + 2, "table heartbeat", create_table(Heartbeat)),
 ))
 BREAKING = Schema("state.db", STATE_SCHEMA.steps + (
-    Step(2, "outbound.text holds templates ids", sql("UPDATE outbound SET kind = kind"),
+    Step(N + 1, "outbound.text holds templates ids", sql("UPDATE outbound SET kind = kind"),
          compatible=False),
 ))
 
@@ -99,15 +101,15 @@ def test_a_state_db_from_before_versions_is_migrated_and_keeps_its_rows(tmp_path
     with sqlite3.connect(path) as conn:
         ledger = conn.execute("SELECT version, compatible, release FROM schema_migration").fetchall()
     from appliance import __version__
-    assert ledger == [(1, 1, __version__)]
+    assert ledger == [(s.version, int(s.compatible), __version__) for s in STATE_SCHEMA.steps]
 
 
 def test_next_release_adds_a_column_and_a_table_and_the_rows_stay(tmp_path: Path) -> None:
     path = tmp_path / "state.db"
     oid = state_with_a_reply(path)
     applied = open_and_upgrade(path, NEXT, PRAGMAS)
-    assert [s.version for s in applied] == [2, 3]
-    assert user_version(path) == 3
+    assert [s.version for s in applied] == [N + 1, N + 2]
+    assert user_version(path) == N + 2
     assert columns(path, "outbound")[-1] == "note"
     assert columns(path, "heartbeat") == ["id", "sent_at"]
     assert open_and_upgrade(path, NEXT, PRAGMAS) == []  # idempotent: nothing left to do
@@ -120,7 +122,7 @@ def test_next_release_adds_a_column_and_a_table_and_the_rows_stay(tmp_path: Path
                                  preferred_modem=None)
     finally:
         store.close()
-    assert user_version(path) == 3
+    assert user_version(path) == N + 2
     with sqlite3.connect(path) as conn:
         assert [r[0] for r in conn.execute("SELECT id FROM outbound ORDER BY id")] == [oid, oid2]
 
@@ -134,15 +136,16 @@ def test_a_downgrade_past_an_incompatible_change_is_refused_without_a_write(
     before = digest(path)
     with pytest.raises(SchemaError) as err:
         Store(path)
-    assert "state.db: schema 2 needs a release that reads schema 2 or later" in str(err.value)
-    assert "this release (" in str(err.value) and "reads up to 1" in str(err.value)
+    assert (f"state.db: schema {N + 1} needs a release that reads schema {N + 1} or later"
+            in str(err.value))
+    assert "this release (" in str(err.value) and f"reads up to {N}" in str(err.value)
     assert digest(path) == before
     # The Debian package's preinst asks the same question before it unpacks an older release.
     proc = subprocess.run([sys.executable, "-m", "appliance", "db", "check", "--data-dir",
-                           str(tmp_path), "--state-schema", "1", "--registry-schema", "1"],
+                           str(tmp_path), "--state-schema", str(N), "--registry-schema", "1"],
                           cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode == 1, proc.stdout + proc.stderr
-    assert "needs a release that reads schema 2" in proc.stdout
+    assert f"needs a release that reads schema {N + 1}" in proc.stdout
     assert digest(path) == before
 
 
@@ -150,12 +153,13 @@ def test_a_failing_step_changes_nothing(tmp_path: Path) -> None:
     path = tmp_path / "state.db"
     state_with_a_reply(path)
     broken = Schema("state.db", STATE_SCHEMA.steps + (
-        Step(2, "outbound.a", sql("ALTER TABLE outbound ADD COLUMN a TEXT")),
-        Step(3, "a typo", sql("ALTER TABLE nowhere ADD COLUMN b TEXT")),
+        Step(N + 1, "outbound.a", sql("ALTER TABLE outbound ADD COLUMN a TEXT")),
+        Step(N + 2, "a typo", sql("ALTER TABLE nowhere ADD COLUMN b TEXT")),
     ))
-    with pytest.raises(SchemaError, match="migrating schema 1 to 3 failed.*nothing was changed"):
+    with pytest.raises(SchemaError,
+                       match=f"migrating schema {N} to {N + 2} failed.*nothing was changed"):
         open_and_upgrade(path, broken, PRAGMAS)
-    assert user_version(path) == 1
+    assert user_version(path) == N
     assert "a" not in columns(path, "outbound")
 
 
@@ -187,12 +191,12 @@ def test_db_migrate_and_status_commands(tmp_path: Path) -> None:
 
     status = db("status")
     assert status.returncode == 0, status.stderr
-    assert re.search(r"state.db: schema 0, this release \(.*\) migrates it to 1", status.stdout)
+    assert re.search(rf"state.db: schema 0, this release \(.*\) migrates it to {N}", status.stdout)
     assert "registry.db: none yet" in status.stdout
     migrate = db("migrate")
     assert migrate.returncode == 0, migrate.stderr
-    assert "state.db: schema 1, applied 1 (" in migrate.stdout
-    assert "state.db: schema 1 (current)" in db("status").stdout
+    assert f"state.db: schema {N}, applied 1 (" in migrate.stdout
+    assert f"state.db: schema {N} (current)" in db("status").stdout
 
 
 def test_a_registry_snapshot_from_a_newer_compatible_schema_is_accepted(tmp_path: Path) -> None:

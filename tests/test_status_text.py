@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from appliance import __version__
 from appliance.status_text import render, short_age, short_error
 from appliance.statuspage import StatusServer
 from tests.conftest import ROOT, wait_until, write_unit_toml
@@ -33,7 +34,7 @@ def snapshot() -> dict[str, Any]:
     long_error = (f"modem sim1 ({PORT}): modem sim1 ({PORT}): could not open port {PORT}: "
                   f"[Errno 2] No such file or directory: '{PORT}'")
     return {
-        "unit": "nsor-unit-rawalpindi-district-courts-01", "version": "0.4.0",
+        "unit": "nsor-unit-rawalpindi-district-courts-01", "version": __version__,
         "time": NOW, "uptime_s": 93784, "source": "service",
         "modems": [
             modem("sim0", operator="Telenor Pakistan (Easypaisa) 2G/3G/4G LTE roaming"),
@@ -118,3 +119,14 @@ def test_status_command_at_80_columns(live_unit: tuple[Any, StatusServer], tmp_p
         [sys.executable, "-m", "appliance", "status", "--json", "--config", str(config)],
         cwd=ROOT, capture_output=True, text=True, timeout=60).stdout)
     assert snap["version"] and snap["modems"][0]["port"] == sim.modems[0].port
+
+
+def test_an_upgrade_not_yet_restarted_says_so_in_80_columns() -> None:
+    snap = snapshot()
+    snap["version"] = "0.0.1"  # the release still running; this one is installed
+    lines = [t.plain for t in render(snap, 80, now=NOW)]
+    warn = [line for line in lines if "installed, 0.0.1 running" in line]
+    assert len(warn) == 1 and warn[0].startswith(f"nsor-appliance {__version__}")
+    assert all(len(line) <= 80 for line in lines)
+    snap["source"] = "files"  # read from the files: nothing is running to compare with
+    assert not any("running" in t.plain for t in render(snap, 80, now=NOW))
