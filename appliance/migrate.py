@@ -152,7 +152,7 @@ def baseline(description: str) -> Step:
 def _exec(db: pw.SqliteDatabase, statement: str,
           params: tuple[object, ...] = ()) -> sqlite3.Cursor:
     """One statement on ``db`` (peewee's execute_sql carries no type hints)."""
-    cursor: sqlite3.Cursor = db.execute_sql(statement, params)  # type: ignore[no-untyped-call]
+    cursor: sqlite3.Cursor = db.execute_sql(statement, params)
     return cursor
 
 

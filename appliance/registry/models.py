@@ -149,13 +149,13 @@ REGISTRY_SCHEMA = Schema("registry.db", (
 
 #: Column order used by every bulk writer and by the hot-path SELECT.
 OFFENDER_COLUMNS: tuple[str, ...] = tuple(
-    f.column_name for f in Offender._meta.sorted_fields)  # type: ignore[attr-defined]
+    f.column_name for f in Offender._meta.sorted_fields)
 META_COLUMNS: tuple[str, ...] = tuple(
-    f.column_name for f in RegistryMeta._meta.sorted_fields)  # type: ignore[attr-defined]
+    f.column_name for f in RegistryMeta._meta.sorted_fields)
 SEAL_COLUMNS: tuple[str, ...] = tuple(
-    f.column_name for f in RegistrySeal._meta.sorted_fields)  # type: ignore[attr-defined]
+    f.column_name for f in RegistrySeal._meta.sorted_fields)
 DIGEST_COLUMNS: tuple[str, ...] = tuple(
-    f.column_name for f in OffenderDigest._meta.sorted_fields)  # type: ignore[attr-defined]
+    f.column_name for f in OffenderDigest._meta.sorted_fields)
 
 
 def to_iso(value: datetime) -> str:

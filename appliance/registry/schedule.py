@@ -54,7 +54,7 @@ class Backoff:
         self.failures = 0
 
     def next_delay(self) -> float:
-        delay = min(self.maximum, self.initial * 2 ** self.failures)
+        delay = min(self.maximum, self.initial * 2.0 ** self.failures)
         self.failures += 1
         return delay
 

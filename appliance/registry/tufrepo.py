@@ -27,6 +27,7 @@ import os
 import re
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives.serialization import load_pem_private_key
 from securesystemslib.signer import CryptoSigner
@@ -120,7 +121,7 @@ class PublisherRepository(Repository):
 
     # -- Repository interface ------------------------------------------------------------
 
-    def open(self, role: str) -> Metadata:
+    def open(self, role: str) -> Metadata[Any]:
         path = self._latest_path(role)
         if path is None:
             self._fresh.add(role)
@@ -129,7 +130,7 @@ class PublisherRepository(Repository):
             return Metadata(signed)
         return Metadata.from_file(str(path))
 
-    def close(self, role: str, md: Metadata) -> None:
+    def close(self, role: str, md: Metadata[Any]) -> None:
         previous_root = self.root() if role == Root.type and not self._is_fresh(role) else None
         if self._is_fresh(role):
             self._fresh.discard(role)
@@ -217,7 +218,7 @@ class PublisherRepository(Repository):
     def _is_fresh(self, role: str) -> bool:
         return role in self._fresh
 
-    def _sign(self, role: str, md: Metadata, previous_root: Root | None) -> None:
+    def _sign(self, role: str, md: Metadata[Any], previous_root: Root | None) -> None:
         root = md.signed if role == Root.type else self.root()
         assert isinstance(root, Root)
         wanted = set(root.roles[role].keyids)
@@ -238,7 +239,7 @@ class PublisherRepository(Repository):
                 f"lacks the private key(s) {sorted(wanted - set(self.keys.signers))}; "
                 "run the command where those keys are kept") from exc
 
-    def _write(self, role: str, md: Metadata) -> None:
+    def _write(self, role: str, md: Metadata[Any]) -> None:
         self.metadata_dir.mkdir(parents=True, exist_ok=True)
         if role == Timestamp.type:
             name = "timestamp.json"
