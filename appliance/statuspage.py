@@ -323,36 +323,3 @@ def modem_cells(m: dict[str, Any]) -> list[str]:
 
 MODEM_COLUMNS = ["modem", "state", "signal", "operator", "queue", "sent 1 h / cap",
                  "sent 24 h / cap", "SIM store", "last error"]
-
-
-def summary_lines(snap: dict[str, Any]) -> list[tuple[str, str, str]]:
-    """(label, text, level) lines under the modem table: registry, sync, queue, disk, uptime."""
-    lines: list[tuple[str, str, str]] = []
-    reg = snap.get("registry") or {}
-    state = reg.get("state", "?")
-    text = (f"{state}, version {reg.get('version')}, {reg.get('records')} records, age "
-            f"{fmt_duration(reg.get('age_s'))} (limit {fmt_duration(reg.get('max_age_s'))})")
-    if reg.get("error"):
-        text += f"; {reg['error']}"
-    lines.append(("registry", text, "ok" if state == "ok" else "bad"))
-    sync = reg.get("sync")
-    if sync and sync.get("last_attempt"):
-        err = sync.get("last_error") or {}
-        failing = int(sync.get("consecutive_failures") or 0)
-        last = sync.get("last_success")
-        text = f"last success {str(last)[:16].replace('T', ' ') + ' UTC' if last else 'never'}"
-        if failing:
-            text += f"; {failing} failed attempt(s), last: {err.get('message', '?')}"
-        lines.append(("sync", text, "bad" if failing else "ok"))
-    q = snap.get("queue")
-    if q is not None:
-        lines.append(("queue", f"{q.get('pending', 0)} repl(ies) waiting, "
-                      f"{q.get('unassigned', 0)} for any modem", "ok"))
-    disk = snap.get("disk")
-    if disk:
-        pct = disk_percent(disk)
-        lines.append(("disk", f"{pct:.0f}% used, {fmt_bytes(disk['free'])} free "
-                      f"({disk.get('path', '')})", "ok" if pct < 90 else "bad"))
-    if snap.get("uptime_s") is not None:
-        lines.append(("uptime", fmt_duration(snap["uptime_s"]), "ok"))
-    return lines
