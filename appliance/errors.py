@@ -98,10 +98,6 @@ class FreezeError(RegistryError):
     """The registry metadata has expired (a freeze attack or a stalled publisher)."""
 
 
-class StaleRegistry(RegistryError):
-    """The installed registry is older than ``max_age``: no verdict may be given."""
-
-
 class SyncError(RegistryError):
     """A registry sync failed (network, disk, apply); the current registry is kept."""
 

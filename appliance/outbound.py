@@ -93,17 +93,13 @@ _MODEM_CMS = frozenset({
     313, 314, 315,  # SIM failure / busy / wrong
     330,  # SMSC address unknown
 })
-_TEMPORARY_CMS = frozenset({
-    22, 27, 38, 41, 42, 47, 98, 111, 127,  # network out of order, temporary failure, congestion
-    331, 332,  # no network service, network timeout
-    500,  # unknown error — in the field mostly a transient radio failure
-    512, 513, 514, 515,  # vendor-specific (SIMCom: "SMS sending failed", busy)
-})
 
 
 def classify(exc: BaseException) -> ErrorClass:
     """Class a send failure. Unknown codes are temporary: retrying is bounded by the attempt
-    limit, while calling an unknown code permanent would drop a reply on a guess."""
+    limit, while calling an unknown code permanent would drop a reply on a guess. (That
+    covers the codes seen as transient in the field: network out of order or congested
+    22-127, no service 331/332, 500, and SIMCom's 512-515.)"""
     if isinstance(exc, ModemCommandError):
         if exc.kind == "CMS" and exc.code is not None:
             if exc.code in _MODEM_CMS:

@@ -750,14 +750,6 @@ class Service:
         self.bank.poke(None)
         log.info("alarm SMS %d queued", oid)
 
-    def queue_test_sms(self, number: str, text: str, modem: str | None) -> int:
-        recipient = pdumod.normalise_number(number, self.config.unit.country_code)
-        parts, _ = pdumod.count_parts(text)
-        oid = self.store.queue_reply(recipient=recipient, text=text, parts=parts,
-                                     preferred_modem=modem, kind="test")
-        self.bank.poke(modem)
-        return oid
-
     def snapshot(self) -> dict[str, Any]:
         """Everything ``status``, the status page and ``/metrics`` show, as plain data
         (credentials in URLs redacted)."""
