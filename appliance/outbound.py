@@ -23,9 +23,8 @@ too (``Outbound.splits``).
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
 
-from .errors import ApplianceError, ModemCommandError, ModemGone, ModemTimeout
+from .errors import IllegalMove, ModemCommandError, ModemGone, ModemTimeout
 
 
 class State(str, enum.Enum):
@@ -48,10 +47,6 @@ MOVES: dict[State, frozenset[State]] = {
 
 #: States in which a reply still waits for the radio.
 PENDING = (State.QUEUED.value, State.RETRY.value, State.SENDING.value)
-
-
-class IllegalMove(ApplianceError):
-    """A reply was asked to move between states the table does not allow."""
 
 
 def check_move(current: str, new: str) -> None:
@@ -115,12 +110,3 @@ def classify(exc: BaseException) -> ErrorClass:
     return ErrorClass.TEMPORARY
 
 
-@dataclass(frozen=True)
-class Backoff:
-    """Exponential backoff: base, 2×base, 4×base … capped."""
-
-    base_s: float
-    max_s: float
-
-    def delay(self, attempt: int) -> float:
-        return float(min(self.max_s, self.base_s * (2 ** max(0, attempt - 1))))

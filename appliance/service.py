@@ -43,7 +43,8 @@ from .inbound_age import AgeRules, judge_age
 from .modem import pdu as pdumod
 from .modem.bank import Bank, SlotSettings
 from .modem.engine import Modem, ModemSettings, ModemState, ModemStatus
-from .outbound import Backoff, ErrorClass, State, classify
+from .backoff import Backoff
+from .outbound import ErrorClass, State, classify
 from .registry.lookup import Registry, RegistryInfo, is_stale
 from .registry.status import sync_status
 from .responder import (
