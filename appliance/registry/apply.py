@@ -29,7 +29,8 @@ from typing import Any
 from appliance.errors import DeltaUnusable, SchemaError, SyncError, UnsignedMassRemoval
 from appliance.migrate import open_and_upgrade
 from appliance.registry.formats import DeltaRef, Index, decompress_file, read_delta
-from appliance.registry.importer import _fsync, normalise_cnic, validate_row
+from appliance.cnic import normalise_cnic
+from appliance.registry.importer import _fsync, validate_row
 from appliance.registry.lookup import BUSY_TIMEOUT_MS
 from appliance.registry.models import (
     OFFENDER_COLUMNS,
