@@ -72,7 +72,6 @@ MIN_RETENTION_S = DAY_S
 #: Verdicts of answered messages; ignored ones are ``"ignored:<code>"`` (see guard.py).
 VERDICTS: tuple[str, ...] = ("hit", "no_record", "invalid", "help", "empty", "unavailable",
                              "limit")
-IGNORED_PREFIX = "ignored:"
 EXPORT_FIELDS: tuple[str, ...] = ("unit", "id", "time", "modem", "sender", "cnic_hmac",
                                   "verdict", "reply_id", "inbound_id")
 FORMATS: tuple[str, ...] = ("csv", "ndjson")

@@ -80,6 +80,8 @@ _KINDS: dict[str, int] = {
 }
 _TO_URDU = str.maketrans({str(v): chr(0x6F0 + v) for v in range(10)})
 _WORD = re.compile(r"\w+")
+#: What :func:`normalise_cnic` drops: the separators registry exports use.
+_EXPORT_SEPARATORS = str.maketrans("", "", "- \t")
 
 
 @dataclass(frozen=True)
@@ -240,6 +242,20 @@ def _as_cnic(text: str) -> str | None:
             and len(_ascii_digits(text)) == CNIC_LENGTH:
         return found.cnics[0]
     return None
+
+
+def normalise_cnic(text: str) -> str | None:
+    """A CNIC as the registry writes it: ``'35202-1234567-1'`` -> ``'3520212345671'``;
+    ``None`` unless 13 ASCII digits remain once dashes, spaces and tabs are dropped.
+
+    The strict form, for machine-written text (a registry export or delta, a technician's
+    ``nsor registry lookup``): a row whose CNIC is written otherwise is refused, so the
+    publisher fixes the export rather than the unit guessing. A citizen's SMS is read by
+    :func:`parse_message`, which accepts every writing described above.
+    """
+    digits = text.translate(_EXPORT_SEPARATORS)
+    return digits if len(digits) == CNIC_LENGTH and digits.isascii() and digits.isdigit() \
+        else None
 
 
 def format_cnic(cnic: str) -> str:

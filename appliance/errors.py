@@ -15,7 +15,14 @@ Example scenarios, by class:
 * :class:`ProtocolError` -- bytes that cannot be framed as AT at all (a line too long).
 * :class:`PduError` -- an SMS PDU that cannot be decoded; keeps the raw PDU so the message
   is quarantined, never dropped.
-* :class:`RegistryError` and children -- the registry is missing, stale, badly signed.
+* :class:`RegistryError` and children -- the registry is missing, stale, badly signed
+  (:class:`SignatureError`, :class:`RollbackError`, :class:`FreezeError`), its content does
+  not match what was signed (:class:`RegistryCorrupt`), or a version would remove too many
+  records (:class:`MassRemovalRefused`).
+* :class:`SyncError` and children -- a registry sync failed and the current registry is
+  kept: untrusted clock, past its deadline, another sync running, an unsigned mass
+  removal, an unusable delta.
+* :class:`IllegalMove` -- a reply asked to make a move its state table forbids.
 * :class:`FleetError` -- the centre's broker refused a fleet command's connection (wrong
   credentials, TLS failure) or did not answer in time.
 """
@@ -98,16 +105,73 @@ class FreezeError(RegistryError):
     """The registry metadata has expired (a freeze attack or a stalled publisher)."""
 
 
-class StaleRegistry(RegistryError):
-    """The installed registry is older than ``max_age``: no verdict may be given."""
+class RegistryCorrupt(RegistryError):
+    """The registry's content does not match what was signed: no verdict may be given.
+
+    Scenarios: a flipped bit in ``registry.db`` makes a row's digest differ from the signed
+    one at lookup; the scheduled integrity check finds the content digest changed.
+    """
+
+
+class MassRemovalRefused(RegistryError):
+    """Publisher side: a version removes too many active records and carries no reason.
+
+    Scenario: an import from a truncated CSV would drop most of the registry.
+    """
 
 
 class SyncError(RegistryError):
     """A registry sync failed (network, disk, apply); the current registry is kept."""
 
 
+class DeltaUnusable(SyncError):
+    """This delta cannot be applied here; the snapshot can still be. Never leaves sync.py.
+
+    Scenarios: the delta is missing, starts from another version than the installed one,
+    carries no content digest, or its result's digest differs from the signed one.
+    """
+
+
+class ClockNotTrusted(SyncError):
+    """The clock reads earlier than the installed registry's signing time.
+
+    Scenario: a unit without RTC battery boots in 1970 (or at its fake-hwclock date) before
+    NTP; judging the registry's age by that clock would be wrong either way.
+    """
+
+
+class SyncDeadline(SyncError):
+    """A download (or the whole sync) ran past its overall deadline.
+
+    Scenario: a GPRS link trickles bytes just fast enough to defeat a per-read timeout.
+    """
+
+
+class SyncBusy(SyncError):
+    """Another sync of the same registry is running; nothing was done (not a failure).
+
+    Scenario: a technician runs ``nsor registry sync`` while the nightly sync is running.
+    """
+
+
+class UnsignedMassRemoval(SyncError):
+    """Unit side: the offered version removes too many records without a signed reason.
+
+    Scenario: a compromised or broken publisher empties the registry; the unit keeps the
+    current one rather than answer "no record" for everybody.
+    """
+
+
 class StoreError(ApplianceError):
     """The message store (state.db) failed."""
+
+
+class IllegalMove(ApplianceError):
+    """A reply was asked to move between states the outbound table does not allow.
+
+    Scenario: a delivery report arrives for a reply already marked failed (a bug, never
+    silently accepted: the table in ``outbound.py`` is the one authority).
+    """
 
 
 class FleetError(ApplianceError):

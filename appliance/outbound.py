@@ -23,9 +23,8 @@ too (``Outbound.splits``).
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
 
-from .errors import ApplianceError, ModemCommandError, ModemGone, ModemTimeout
+from .errors import IllegalMove, ModemCommandError, ModemGone, ModemTimeout
 
 
 class State(str, enum.Enum):
@@ -48,10 +47,6 @@ MOVES: dict[State, frozenset[State]] = {
 
 #: States in which a reply still waits for the radio.
 PENDING = (State.QUEUED.value, State.RETRY.value, State.SENDING.value)
-
-
-class IllegalMove(ApplianceError):
-    """A reply was asked to move between states the table does not allow."""
 
 
 def check_move(current: str, new: str) -> None:
@@ -93,17 +88,13 @@ _MODEM_CMS = frozenset({
     313, 314, 315,  # SIM failure / busy / wrong
     330,  # SMSC address unknown
 })
-_TEMPORARY_CMS = frozenset({
-    22, 27, 38, 41, 42, 47, 98, 111, 127,  # network out of order, temporary failure, congestion
-    331, 332,  # no network service, network timeout
-    500,  # unknown error — in the field mostly a transient radio failure
-    512, 513, 514, 515,  # vendor-specific (SIMCom: "SMS sending failed", busy)
-})
 
 
 def classify(exc: BaseException) -> ErrorClass:
     """Class a send failure. Unknown codes are temporary: retrying is bounded by the attempt
-    limit, while calling an unknown code permanent would drop a reply on a guess."""
+    limit, while calling an unknown code permanent would drop a reply on a guess. (That
+    covers the codes seen as transient in the field: network out of order or congested
+    22-127, no service 331/332, 500, and SIMCom's 512-515.)"""
     if isinstance(exc, ModemCommandError):
         if exc.kind == "CMS" and exc.code is not None:
             if exc.code in _MODEM_CMS:
@@ -119,12 +110,3 @@ def classify(exc: BaseException) -> ErrorClass:
     return ErrorClass.TEMPORARY
 
 
-@dataclass(frozen=True)
-class Backoff:
-    """Exponential backoff: base, 2×base, 4×base … capped."""
-
-    base_s: float
-    max_s: float
-
-    def delay(self, attempt: int) -> float:
-        return float(min(self.max_s, self.base_s * (2 ** max(0, attempt - 1))))

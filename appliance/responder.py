@@ -93,7 +93,7 @@ class RegistryState(enum.Enum):
     """What the shell knows about the registry before asking for a reply."""
 
     OK = "ok"
-    STALE = "stale"      # older than its max_age: no verdict may be given (StaleRegistry)
+    STALE = "stale"      # older than its max_age: no verdict may be given
     MISSING = "missing"  # never installed, or unreadable
     CORRUPT = "corrupt"  # content or metadata does not match what was signed (seal.py)
 

@@ -31,6 +31,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from . import __version__, journal, reply_budget, retention, systemd
 from .alarms import Alarms
+from .backoff import Backoff
 from .cnic import parse_message
 from .config import Config
 from .control import ControlServer, socket_path as control_socket_path
@@ -43,13 +44,14 @@ from .inbound_age import AgeRules, judge_age
 from .modem import pdu as pdumod
 from .modem.bank import Bank, SlotSettings
 from .modem.engine import Modem, ModemSettings, ModemState, ModemStatus
-from .outbound import Backoff, ErrorClass, State, classify
+from .outbound import ErrorClass, State, classify
 from .registry.lookup import Registry, RegistryInfo, is_stale
 from .registry.status import sync_status
 from .responder import (
     Policy, RegistryState, Templates, limit_reply, load_templates, respond,
 )
 from .service_requests import ServiceRequests
+from .sms_queue import queue_sms
 from .store import Job, Outbound, PlanPart, Store, StoredPart, SubmittedPart, db, write_txn
 from .wording import plural
 
@@ -424,10 +426,10 @@ class Service:
             reply = limit_reply(self.templates, self.policy)
         else:
             reply = respond(text, self.registry.lookup, self.templates, self.policy, view.state)
-        recipient = pdumod.normalise_number(sender, self.config.unit.country_code)
-        parts, _ = pdumod.count_parts(reply.text)
-        oid = self.store.queue_reply(recipient=recipient, text=reply.text, parts=parts,
-                                     preferred_modem=modem, inbound_ids=ids, kind=reply.kind)
+        oid, recipient = queue_sms(self.store, to=sender,
+                                   country_code=self.config.unit.country_code,
+                                   text=reply.text, kind=reply.kind, preferred_modem=modem,
+                                   inbound_ids=ids)
         self.guard.record(sender, reply, ids, oid, modem)
         if self.fleet is not None and reply.kind in VERDICT_KINDS:
             self.fleet.record_hits(reply.verdicts, recipient, modem)  # rows, in this txn
@@ -743,20 +745,10 @@ class Service:
             self.alarms.clear("reply_names")
 
     def _queue_alarm_sms(self, number: str, text: str) -> None:
-        recipient = pdumod.normalise_number(number, self.config.unit.country_code)
-        parts, _ = pdumod.count_parts(text)
-        oid = self.store.queue_reply(recipient=recipient, text=text, parts=parts,
-                                     preferred_modem=None, kind="alarm")
+        oid, _ = queue_sms(self.store, to=number, country_code=self.config.unit.country_code,
+                           text=text, kind="alarm", preferred_modem=None)
         self.bank.poke(None)
         log.info("alarm SMS %d queued", oid)
-
-    def queue_test_sms(self, number: str, text: str, modem: str | None) -> int:
-        recipient = pdumod.normalise_number(number, self.config.unit.country_code)
-        parts, _ = pdumod.count_parts(text)
-        oid = self.store.queue_reply(recipient=recipient, text=text, parts=parts,
-                                     preferred_modem=modem, kind="test")
-        self.bank.poke(modem)
-        return oid
 
     def snapshot(self) -> dict[str, Any]:
         """Everything ``status``, the status page and ``/metrics`` show, as plain data

@@ -307,9 +307,6 @@ class Store:
             cur = run_sql(f"INSERT INTO inbound ({cols}) VALUES ({marks})", tuple(fields.values()))
             return int(cur.lastrowid), True
 
-    def inbound(self, inbound_id: int) -> Inbound:
-        return Inbound.get_by_id(inbound_id)
-
     def inbound_with_status(self, status: str, *, older_than: float | None = None,
                             limit: int = 1000) -> list[Inbound]:
         q = Inbound.select().where(Inbound.status == status)

@@ -304,7 +304,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
 
 def cmd_send_test(args: argparse.Namespace) -> int:
     from .config import load_config
-    from .modem import pdu as pdumod
+    from .sms_queue import queue_sms
     from .store import Outbound, Store
 
     config = load_config(args.config)
@@ -318,16 +318,14 @@ def cmd_send_test(args: argparse.Namespace) -> int:
     if not config.state_path.is_file():
         raise StoreError(f"no message store at {config.state_path}: start the service once "
                          "(sudo systemctl start nsor-appliance), then try again")
-    recipient = pdumod.normalise_number(digits, config.unit.country_code)
     text = args.text or (f"NSOR test from unit {config.unit.name}"
                          f"{' modem ' + args.modem if args.modem else ''} at "
                          f"{time.strftime('%Y-%m-%d %H:%M')}")
     snap, why = fetch_status(config.status.http_bind)
     store = Store(config.state_path)
     try:
-        parts, _ = pdumod.count_parts(text)
-        oid = store.queue_reply(recipient=recipient, text=text, parts=parts,
-                                preferred_modem=args.modem, kind="test")
+        oid, recipient = queue_sms(store, to=digits, country_code=config.unit.country_code,
+                                   text=text, kind="test", preferred_modem=args.modem)
         via = f"modem {args.modem}" if args.modem else "any modem"
         print(f"test SMS #{oid} to {recipient} queued for {via}.")
         if snap is None and config.status.http_bind:

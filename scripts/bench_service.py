@@ -31,6 +31,7 @@ from appliance.modem import pdu as pdumod  # noqa: E402
 from appliance.modem.engine import ModemState, ModemStatus  # noqa: E402
 from appliance.registry.importer import SAMPLE_REGISTRY, import_file  # noqa: E402
 from appliance.service import Service  # noqa: E402
+from appliance.simulator import pdu as sim_pdu  # noqa: E402
 from appliance.store import SubmittedPart  # noqa: E402
 
 STEPS = ("inbound", "claim", "stored", "sent", "done", "report")
@@ -71,7 +72,8 @@ def main() -> int:
         for i in range(args.messages):
             sender = f"+92300{1000000 + i:07d}"
             text = hits[i % len(hits)] if i % 2 else f"{3520200000000 + i:013d}"
-            pdu_hex = pdumod.encode_deliver(sender, text, timestamp=stamp)[0]
+            pdu_hex = sim_pdu.encode_deliver(sender, text, smsc="+923000000099",
+                                             timestamp=stamp)[0].pdu
             inbound.append((names[i % len(names)], pdu_hex, pdumod.decode(pdu_hex)))
         spent = dict.fromkeys(STEPS, 0.0)
         prof = cProfile.Profile() if args.profile else None

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from appliance.cnic import (CNIC_LENGTH, MIN_ATTEMPT_DIGITS, CnicParse, format_cnic,
-                            parse_message, province, to_urdu_digits)
+                            normalise_cnic, parse_message, province, to_urdu_digits)
 
 A = "3520212345671"
 B = "3520212345672"
@@ -211,3 +211,13 @@ def test_a_wrong_length_run_is_never_cut_or_padded(digits: str) -> None:
     got = parse_message(f"CNIC {digits} thanks")
     assert got.cnics == ()
     assert got.invalid == (digits,)
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("35202-1234567-1", A), (A, A), ("35202 1234567\t1", A), ("-3520212345671-", A),
+    ("35202.1234567.1", None),                # a citizen may write dots; an export may not
+    ("\u06f3\u06f5\u06f2\u06f0\u06f2\u06f1\u06f2\u06f3\u06f4\u06f5\u06f6\u06f7\u06f1", None),
+    ("352021234567", None), ("35202123456712", None), ("", None), ("35202-1234567-X", None),
+])
+def test_the_registry_form_is_strict(text: str, expected: str | None) -> None:
+    assert normalise_cnic(text) == expected

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from appliance.errors import ModemCommandError, ModemGone, ModemTimeout
-from appliance.outbound import MOVES, Backoff, ErrorClass, IllegalMove, State, check_move, classify
+from appliance.errors import IllegalMove, ModemCommandError, ModemGone, ModemTimeout
+from appliance.backoff import Backoff
+from appliance.outbound import MOVES, ErrorClass, State, check_move, classify
 
 
 @pytest.mark.parametrize("cur,new", [(a.value, b.value) for a in State for b in State

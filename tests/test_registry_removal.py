@@ -21,7 +21,7 @@ import pytest
 from appliance.registry.importer import import_file
 from appliance.registry.lookup import Registry
 from appliance.registry.publish import Publisher
-from appliance.registry.removal import MassRemovalRefused, UnsignedMassRemoval
+from appliance.errors import MassRemovalRefused, UnsignedMassRemoval
 from appliance.registry.seal import read_seal
 from tests.test_registry_support import Env, env, people, person, write_export
 

@@ -13,13 +13,13 @@ from zoneinfo import ZoneInfo
 import pytest
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from appliance.backoff import Backoff
 from appliance.errors import ConfigError
 from appliance.registry.schedule import (
     CHECK,
     NIGHTLY,
     RETRY,
     STALE,
-    Backoff,
     RegistryScheduler,
     parse_sync_time,
 )

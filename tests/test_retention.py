@@ -217,6 +217,8 @@ _HASHERS = Hashers(number=lambda n: "a" * 63 + "1", digest=lambda d: "b" * 63 + 
 
 
 def test_rows_still_needed_are_never_redacted(store: Any) -> None:
+    from appliance.store import Inbound
+
     old = time.time() - 30 * DAY_S
     waiting = store.record_inbound(modem="m", pdu_hash="1" * 32, pdu="07AB", sender="+92300",
                                    text="35202-1234567-1", status="new", received_at=old)[0]
@@ -229,9 +231,9 @@ def test_rows_still_needed_are_never_redacted(store: Any) -> None:
                             preferred_modem="m")
     changed = redact(now=time.time() + 8 * DAY_S, retention_days=7, hashers=_HASHERS)
     assert changed == {"inbound": 1}
-    assert store.inbound(waiting).text == "35202-1234567-1"
-    assert store.inbound(part).pdu == "07CD"
-    row = store.inbound(done)
+    assert Inbound.get_by_id(waiting).text == "35202-1234567-1"
+    assert Inbound.get_by_id(part).pdu == "07CD"
+    row = Inbound.get_by_id(done)
     assert (row.text, row.pdu, row.sender, row.pdu_hash) == ("", "", "a" * 63 + "1",
                                                             "b" * 63 + "2")
     from appliance.store import Outbound

@@ -290,11 +290,11 @@ def test_an_incomplete_long_sms_is_answered_after_the_timeout(
     """Part 2 of 2 never arrives: after reassembly_timeout_s the unit answers what it has."""
     from datetime import datetime, timezone
 
-    from appliance.modem.pdu import encode_deliver
     from appliance.service import Service
+    from tests.pdu_support import deliver_pdus
 
     text = f"{format_cnic(CNICS.hits[0])} " + "x" * 170  # two GSM-7 parts
-    parts = encode_deliver(CITIZEN, text, timestamp=datetime.now(timezone.utc), reference=9)
+    parts = deliver_pdus(CITIZEN, text, timestamp=datetime.now(timezone.utc), reference=9)
     assert len(parts) == 2
     svc = Service(unit_config(tmp_path, sim, limits={"reassembly_timeout_s": 10}))
     svc.start()

@@ -20,6 +20,7 @@ from appliance.modem.engine import ModemState, ModemStatus
 from appliance.responder import RegistryState
 from appliance.service import Service
 from tests.conftest import FIRMWARE_CONFIG, wait_until
+from tests.pdu_support import deliver_pdus
 from tests.test_registry_support import Env, env, people, person
 
 __all__ = ["env"]
@@ -53,7 +54,7 @@ def start_service(e: Env, tmp_path: Path) -> Service:
 
 def ask(svc: Service, text: str, sender: str) -> str:
     """Deliver one SMS; the kind of the reply queued for it."""
-    pdu_hex = pdumod.encode_deliver(sender, text, timestamp=STAMP)[0]
+    pdu_hex = deliver_pdus(sender, text, timestamp=STAMP)[0]
     svc.on_inbound("m0", pdu_hex, pdumod.decode(pdu_hex))
     with sqlite3.connect(svc.config.state_path) as conn:
         return str(conn.execute("SELECT kind FROM outbound ORDER BY id DESC LIMIT 1"

@@ -25,6 +25,7 @@ from appliance.service import Service
 from appliance.store import db
 
 from .conftest import FIRMWARE_CONFIG
+from .pdu_support import deliver_pdus
 
 #: Stamped now: an old stamp would make a message without a CNIC "late" (not answered).
 STAMP = datetime.now(timezone.utc).replace(microsecond=0)
@@ -56,7 +57,7 @@ def a_cnic(svc: Service) -> str:
 
 
 def deliver(svc: Service, text: str, **kw: Any) -> list[str]:
-    pdus = pdumod.encode_deliver(SENDER, text, timestamp=STAMP, **kw)
+    pdus = deliver_pdus(SENDER, text, timestamp=STAMP, **kw)
     for pdu_hex in pdus:
         svc.on_inbound("m0", pdu_hex, pdumod.decode(pdu_hex))
     return pdus
@@ -156,7 +157,7 @@ def test_old_messages_of_a_sim_are_recorded_not_answered_and_a_new_sim_is_dated_
     service.on_status(ModemStatus(name="m0", port="", state=ModemState.READY,
                                   identity={"imsi": "410010000000001"}))
     old = STAMP - timedelta(days=3)
-    for pdu_hex in pdumod.encode_deliver(SENDER, a_cnic(service), timestamp=old):
+    for pdu_hex in deliver_pdus(SENDER, a_cnic(service), timestamp=old):
         service.on_inbound("m0", pdu_hex, pdumod.decode(pdu_hex))
     with sqlite3.connect(service.config.state_path) as conn:
         status, reason = conn.execute("SELECT status, reason FROM inbound").fetchone()

@@ -19,7 +19,7 @@ from tuf.api.serialization.json import JSONSerializer
 from appliance.errors import FreezeError, RollbackError, SignatureError, SyncError
 from appliance.registry.lookup import Registry
 from appliance.registry.status import sync_status
-from appliance.registry.sync import ClockNotTrusted
+from appliance.errors import ClockNotTrusted
 from tests.test_registry_support import Env, Server, env, free_port_url, people, person
 
 __all__ = ["env"]

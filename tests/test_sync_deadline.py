@@ -23,7 +23,7 @@ import pytest
 from appliance.errors import SyncError
 from appliance.registry.lookup import Registry
 from appliance.registry.status import sync_status
-from appliance.registry.sync import SyncBusy, SyncDeadline
+from appliance.errors import SyncBusy, SyncDeadline
 from tests.conftest import wait_until
 from tests.test_registry_support import Env, env, people, person
 

@@ -119,11 +119,6 @@ class Bank:
         with self._lock:
             return not self.slots[name].unavailable_reason(now or time.time())
 
-    def unavailable(self, now: float | None = None) -> list[str]:
-        now = now or time.time()
-        with self._lock:
-            return [n for n, s in self.slots.items() if s.unavailable_reason(now)]
-
     def next_job(self, name: str) -> Job | None:
         now = time.time()
         with self._lock:

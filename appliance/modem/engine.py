@@ -33,6 +33,7 @@ from concurrent.futures import Future
 from dataclasses import replace
 from typing import Any
 
+from ..backoff import Backoff
 from ..errors import ModemCommandError, ModemError, ModemGone, ModemTimeout, PduError
 from . import pdu as pdumod
 from .answers import CMGL, CMGR, CMTI, COPS, CPMS, CSQ, pdu_after
@@ -159,11 +160,11 @@ class Modem:
         self._error(message)
 
     def _run(self) -> None:
-        backoff = 1.0
+        reopen = Backoff(1.0, 30.0)
         while not self._stopping.is_set():
             try:
                 self._open_and_init()
-                backoff = 1.0
+                reopen.reset()
                 self._serve()
             except Stopping:
                 break
@@ -177,9 +178,8 @@ class Modem:
                 self._set(state=ModemState.FAILED)
             finally:
                 self._close()
-            if self._stopping.wait(0) or self._sleep(backoff):
+            if self._stopping.wait(0) or self._sleep(reopen.next_delay()):
                 break
-            backoff = min(backoff * 2, 30.0)
         self._set(state=ModemState.STOPPED)
 
     def _sleep(self, seconds: float) -> bool:

@@ -15,26 +15,24 @@ find by name; this module is the API the engine and the service import:
 * ``pdu_address``    numbers, addresses, time stamps, validity
 * ``pdu_submit``     outbound: ``encode_submit``, ``ConcatRefCounter``
 * ``pdu_decode``     inbound: ``decode`` (SMS-DELIVER, status reports), ``pdu_hash``
-* ``pdu_reassembly`` ``Reassembler``, ``join_parts``
-* ``pdu_build``      what a network delivers (for the simulator and tests)
+* ``pdu_reassembly`` ``join_parts``
 """
 
 from __future__ import annotations
 
 from appliance.errors import PduError
 from appliance.modem.pdu_address import is_alphanumeric, normalise_number
-from appliance.modem.pdu_build import encode_deliver, encode_status_report
 from appliance.modem.pdu_decode import (
     Concat, Deliver, StatusReport, Submit, decode, decode_submit, pdu_hash,
 )
-from appliance.modem.pdu_reassembly import Reassembler, join_parts
+from appliance.modem.pdu_reassembly import join_parts
 from appliance.modem.pdu_submit import ConcatRefCounter, SubmitPart, encode_submit
 from appliance.modem.pdu_text import MISSING, count_parts, normalise_dcs
 
 __all__ = [
-    "MISSING", "Concat", "ConcatRefCounter", "Deliver", "PduError", "Reassembler",
+    "MISSING", "Concat", "ConcatRefCounter", "Deliver", "PduError",
     "StatusReport", "Submit", "SubmitPart", "count_parts", "decode", "decode_submit",
-    "encode_deliver", "encode_status_report", "encode_submit", "is_alphanumeric",
+    "encode_submit", "is_alphanumeric",
     "join_parts", "normalise_dcs", "normalise_number",
     "pdu_hash",
 ]

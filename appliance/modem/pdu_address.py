@@ -15,7 +15,7 @@ from datetime import datetime, timedelta, timezone
 from gsmmodem.pdu import _decodeRelativeValidityPeriod, _encodeRelativeValidityPeriod
 
 from appliance.errors import PduError
-from appliance.modem.pdu_text import decode_gsm7, gsm7_codes, pack_septets, unpack_septets
+from appliance.modem.pdu_text import decode_gsm7, unpack_septets
 
 # TS 23.040 §9.1.2.5: type-of-number, bits 6-4 of the type-of-address octet.
 TON_UNKNOWN, TON_INTERNATIONAL, TON_NATIONAL = 0, 1, 2
@@ -210,36 +210,3 @@ def decode_validity(octet: int) -> timedelta:
     result: timedelta = _decodeRelativeValidityPeriod(octet)
     return result
 
-
-def encode_timestamp(stamp: datetime) -> bytes:
-    """TP-SCTS / TP-DT for an aware datetime (TS 23.040 §9.2.3.11), to the second."""
-    offset = stamp.utcoffset()
-    if offset is None:
-        raise PduError("a PDU time stamp needs a time zone; pass an aware datetime")
-    quarters = int(offset.total_seconds()) // 900
-    fields = [stamp.year % 100, stamp.month, stamp.day, stamp.hour, stamp.minute,
-              stamp.second, abs(quarters)]
-    octets = [(v % 10) << 4 | (v // 10) for v in fields]
-    if quarters < 0:
-        octets[-1] |= 0x08
-    return bytes(octets)
-
-
-def encode_originator(sender: str, country_code: str) -> bytes:
-    """TP-OA / TP-RA: a normalised number, or an alphanumeric name (TS 23.040 §9.1.2.5)."""
-    if is_alphanumeric(sender):
-        septets = bytes(c for ch in sender for c in _gsm7_code(ch))
-        if len(septets) > MAX_DIGITS * 4 // 7:
-            raise PduError(f"alphanumeric address {sender!r} is longer than 11 GSM-7 "
-                           "characters (TS 23.040 §9.1.2.5)")
-        packed = pack_septets(septets)
-        return bytes([(len(septets) * 7 + 3) // 4, 0xD0]) + packed
-    return encode_destination(sender, country_code)
-
-
-def _gsm7_code(ch: str) -> tuple[int, ...]:
-    codes = gsm7_codes(ch)
-    if codes is None:
-        raise PduError(f"alphanumeric address character {ch!r} is not in the GSM 7-bit "
-                       "alphabet")
-    return codes[0]

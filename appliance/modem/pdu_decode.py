@@ -52,7 +52,7 @@ class Deliver:
     """An SMS-DELIVER: one part of what a citizen sent.
 
     ``sender`` is normalised for numeric types (``+923001234567``); ``text`` of a part
-    of a concatenated message is that part only (see ``Reassembler``). For 8-bit data
+    of a concatenated message is that part only (see ``join_parts``). For 8-bit data
     ``text`` is latin-1, so ``text.encode('latin-1')`` gives the octets back.
     """
 

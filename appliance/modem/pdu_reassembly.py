@@ -1,17 +1,17 @@
 """Reassembly of concatenated inbound SMS (TS 23.040 §9.2.3.24.1).
 
-Parts of one message share (sender, reference, total); the modem is part of the key
-because two modems' SIMs are different recipients, and the reference width (8/16 bit)
-too, because an 8-bit and a 16-bit reference 5 are different messages. Parts arrive out
-of order, twice (a +CMTI and a CMGL sweep see the same part) or never; after a timeout the
-parts at hand are handled as they are, so a citizen still gets an answer.
+Parts of one message share (sender, reference, total). The service keeps each part in
+state.db as it arrives and groups them there, per modem too, because two modems' SIMs are
+different recipients (``Store.parts_of``); so a restart loses none. Parts arrive out of
+order, twice (a +CMTI and a CMGL sweep see the same part) or never; after a timeout the
+parts at hand are handled as they are, so a citizen still gets an answer. This module joins
+one group's parts into one message.
 
 Missing parts are marked with ``…`` (U+2026) in the merged text. Besides telling a reader
 that something is missing, the mark keeps the digits either side of a gap apart, so two
 halves of different numbers never join into a CNIC-shaped string.
 
-Pure: the caller passes the clock (``now``, e.g. ``time.monotonic()``) and persists what
-it must; nothing here does I/O.
+Pure: nothing here does I/O.
 """
 
 from __future__ import annotations
@@ -21,9 +21,6 @@ from collections.abc import Sequence
 
 from appliance.modem.pdu_decode import Deliver, user_data_body
 from appliance.modem.pdu_text import GSM7, MISSING, UCS2, decode_gsm7, decode_utf16
-
-_Key = tuple[str, str, int, int, int]
-
 
 def _joined_text(parts: Sequence[Deliver]) -> str:
     """Texts of consecutive parts, joined at the code level when they share an alphabet.
@@ -77,47 +74,3 @@ def join_parts(parts: Sequence[Deliver]) -> Deliver:
         timestamp=min(stamps) if stamps else None,
         pdu=" ".join(p.pdu for p in ordered))
 
-
-class Reassembler:
-    """Collects parts per (modem, sender, reference, total, reference bits).
-
-    ``add`` returns the merged message once every part is in (a single-part message at
-    once); ``expire`` hands over groups whose first part is ``timeout`` seconds old.
-    """
-
-    def __init__(self, timeout: float) -> None:
-        if timeout < 0:
-            raise ValueError(f"reassembly timeout must be >= 0 seconds, not {timeout}")
-        self.timeout = timeout
-        self._groups: dict[_Key, dict[int, Deliver]] = {}
-        self._since: dict[_Key, float] = {}
-
-    def add(self, modem: str, msg: Deliver, now: float) -> Deliver | None:
-        concat = msg.concat
-        if concat is None:
-            return msg
-        if concat.total == 1:
-            return join_parts([msg])
-        key = (modem, msg.sender, concat.reference, concat.total, concat.bits)
-        group = self._groups.setdefault(key, {})
-        self._since.setdefault(key, now)
-        group.setdefault(concat.seq, msg)
-        if len(group) < concat.total:
-            return None
-        del self._groups[key], self._since[key]
-        return join_parts([group[s] for s in sorted(group)])
-
-    def expire(self, now: float) -> list[Deliver]:
-        """Incomplete groups at least ``timeout`` old, merged with ``…`` for each gap."""
-        due = [k for k, since in self._since.items() if now - since >= self.timeout]
-        due.sort(key=lambda k: self._since[k])
-        merged = []
-        for key in due:
-            group = self._groups.pop(key)
-            del self._since[key]
-            merged.append(join_parts([group[s] for s in sorted(group)]))
-        return merged
-
-    def pending(self) -> int:
-        """Groups still waiting for parts."""
-        return len(self._groups)

@@ -26,10 +26,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from appliance.errors import SchemaError, SyncError
+from appliance.errors import DeltaUnusable, SchemaError, SyncError, UnsignedMassRemoval
 from appliance.migrate import open_and_upgrade
 from appliance.registry.formats import DeltaRef, Index, decompress_file, read_delta
-from appliance.registry.importer import _fsync, normalise_cnic, validate_row
+from appliance.cnic import normalise_cnic
+from appliance.registry.importer import _fsync, validate_row
 from appliance.registry.lookup import BUSY_TIMEOUT_MS
 from appliance.registry.models import (
     OFFENDER_COLUMNS,
@@ -41,7 +42,6 @@ from appliance.registry.models import (
 from appliance.registry.removal import (
     DEFAULT_MAX_REMOVAL_PERCENT,
     Removal,
-    UnsignedMassRemoval,
     compare,
     signed_reason,
 )
@@ -66,11 +66,6 @@ _ACTIVE = "SELECT count(*) FROM offender WHERE status = 'active'"
 #: Crash-consistency test hook: when this variable names a point, the process announces it
 #: on stderr and waits there to be killed. Unset in service, it costs one dict lookup.
 PAUSE_ENV = "NSOR_REGISTRY_PAUSE_AT"
-
-
-class DeltaUnusable(SyncError):
-    """This delta cannot be applied here (missing, wrong base version, wrong result);
-    the snapshot can still be. Never leaves sync.py."""
 
 
 def pause_point(name: str) -> None:

@@ -204,7 +204,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 @_guarded
 def cmd_lookup(args: argparse.Namespace) -> int:
-    from appliance.registry.importer import normalise_cnic
+    from appliance.cnic import normalise_cnic
     cnic = normalise_cnic(args.cnic)
     if cnic is None:
         print(f"error: {args.cnic!r} is not a 13-digit CNIC", file=sys.stderr)

@@ -29,6 +29,7 @@ from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from appliance.cnic import normalise_cnic
 from appliance.errors import RegistryError
 from appliance.registry.models import OFFENDER_COLUMNS, create_schema, write_meta
 from appliance.registry.record import RELATIONS, STATUSES
@@ -44,7 +45,6 @@ REQUIRED = ("cnic", "name_ur", "name_en", "parent_ur", "parent_en", "relation", 
 OPTIONAL = ("recorded_on", "updated_on")
 MAX_REPORTED = 20
 _BATCH = 5000
-_CNIC_SEPARATORS = str.maketrans("", "", "- \t")
 
 #: Characters no name may contain. Bidi embeddings, overrides and isolates (U+202A-U+202E,
 #: U+2066-U+2069) can make an SMS show another name, or another CNIC, than the one sent;
@@ -58,12 +58,6 @@ def forbidden_characters(text: str) -> list[str]:
     """Code points of ``text`` a registry field may not contain, as ``U+XXXX``."""
     return sorted({f"U+{ord(ch):04X}" for ch in text
                    if ch in _FORBIDDEN or unicodedata.category(ch) == "Cc"})
-
-
-def normalise_cnic(text: str) -> str | None:
-    """``'35202-1234567-1'`` -> ``'3520212345671'``; ``None`` if not 13 ASCII digits."""
-    digits = text.translate(_CNIC_SEPARATORS)
-    return digits if len(digits) == 13 and digits.isascii() and digits.isdigit() else None
 
 
 def validate_row(raw: dict[str, Any]) -> tuple[tuple[Any, ...] | None, list[str]]:
@@ -186,7 +180,7 @@ def import_file(src: Path | str, db_path: Path | str, *, version: int | None = N
     The result is compared with the registry before it (``compare_with``, by default the
     file at ``db_path``): an export with no active record, or one that removes more than
     ``max_removal_percent`` of the active records, raises
-    :class:`~appliance.registry.removal.MassRemovalRefused` unless
+    :class:`~appliance.errors.MassRemovalRefused` unless
     ``allow_mass_removal`` gives the reason, which is then recorded in the seal.
     Every row gets its record digest and the file its content digest (``seal.py``).
     """

@@ -40,7 +40,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from appliance.errors import RegistryError, SchemaError
+from appliance.errors import RegistryCorrupt, RegistryError, SchemaError
 from appliance.migrate import open_and_upgrade
 from appliance.registry.models import (
     OFFENDER_COLUMNS,
@@ -61,9 +61,6 @@ _META = ("SELECT schema_version, version, source, record_count, imported_at, sig
          "expires_at, verified_at FROM registry_meta WHERE id = 1")
 _TIMES = ("imported_at", "signed_at", "expires_at", "verified_at")
 
-
-class RegistryCorrupt(RegistryError):
-    """The registry's content does not match what was signed: no verdict may be given."""
 
 #: How long a lookup waits for a delta's commit (which holds SQLite's EXCLUSIVE lock for
 #: the few milliseconds of writing its pages) before giving up.

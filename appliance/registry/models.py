@@ -244,10 +244,3 @@ def row_to_record(row: tuple[Any, ...]) -> OffenderRecord:
         recorded_on=date.fromisoformat(rec) if rec else None,
         updated_on=date.fromisoformat(upd) if upd else None)
 
-
-def record_to_row(record: OffenderRecord) -> tuple[Any, ...]:
-    """The inverse of :func:`row_to_record`."""
-    return (record.cnic, record.name_ur, record.name_en, record.parent_ur, record.parent_en,
-            record.relation, record.status,
-            record.recorded_on.isoformat() if record.recorded_on else None,
-            record.updated_on.isoformat() if record.updated_on else None)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from appliance.errors import RegistryError, SyncError
+from appliance.errors import MassRemovalRefused, RegistryError, UnsignedMassRemoval
 
 #: The share of the active records one version may remove without a signed reason.
 DEFAULT_MAX_REMOVAL_PERCENT = 5.0
@@ -30,14 +30,6 @@ MAX_REASON_CHARS = 500
 _REMOVED = ("SELECT count(*) FROM old.offender o WHERE o.status = 'active' AND NOT EXISTS "
             "(SELECT 1 FROM main.offender n WHERE n.cnic = o.cnic AND n.status = 'active')")
 _ACTIVE = "SELECT count(*) FROM {schema}.offender WHERE status = 'active'"
-
-
-class MassRemovalRefused(RegistryError):
-    """A version removes too many active records and carries no reason for it."""
-
-
-class UnsignedMassRemoval(SyncError):
-    """Unit side: the offered version removes too many records without a signed reason."""
 
 
 @dataclass(frozen=True, slots=True)

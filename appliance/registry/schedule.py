@@ -33,33 +33,15 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from appliance.errors import ConfigError, RegistryError
+from appliance.backoff import Backoff
+from appliance.errors import ConfigError, RegistryError, SyncBusy
 from appliance.registry.lookup import Registry, is_stale
-from appliance.registry.sync import AlarmCallback, RegistrySync, SyncBusy, SyncResult
+from appliance.registry.sync import AlarmCallback, RegistrySync, SyncResult
 
 log = logging.getLogger(__name__)
 
 NIGHTLY, CHECK, RETRY, STALE = ("registry-nightly", "registry-check", "registry-retry",
                                 "registry-stale")
-
-
-class Backoff:
-    """Delays ``initial``, 2×, 4× … capped at ``maximum`` seconds; :meth:`reset` on success."""
-
-    def __init__(self, initial: float, maximum: float) -> None:
-        if initial <= 0 or maximum < initial:
-            raise ValueError(f"backoff needs 0 < initial ({initial}) <= maximum ({maximum})")
-        self.initial = initial
-        self.maximum = maximum
-        self.failures = 0
-
-    def next_delay(self) -> float:
-        delay = min(self.maximum, self.initial * 2.0 ** self.failures)
-        self.failures += 1
-        return delay
-
-    def reset(self) -> None:
-        self.failures = 0
 
 
 def parse_sync_time(text: str) -> tuple[int, int]:

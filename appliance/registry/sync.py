@@ -57,16 +57,20 @@ from tuf.ngclient import Updater, Urllib3Fetcher
 
 from appliance.credentials import redact_credentials
 from appliance.errors import (
+    ClockNotTrusted,
     ConfigError,
+    DeltaUnusable,
     FreezeError,
     RegistryError,
     RollbackError,
     SignatureError,
+    SyncBusy,
+    SyncDeadline,
     SyncError,
+    UnsignedMassRemoval,
 )
 from appliance.registry.apply import (
     PAUSE_ENV,
-    DeltaUnusable,
     apply_delta,
     install_snapshot,
     installed_meta,
@@ -74,7 +78,7 @@ from appliance.registry.apply import (
 )
 from appliance.registry.formats import INDEX_TARGET, Index
 from appliance.registry.models import to_iso, write_meta
-from appliance.registry.removal import DEFAULT_MAX_REMOVAL_PERCENT, UnsignedMassRemoval
+from appliance.registry.removal import DEFAULT_MAX_REMOVAL_PERCENT
 from appliance.registry.seal import Verification, verify_file
 from appliance.registry.status import RegistryPaths, record_attempt, sync_status
 
@@ -99,18 +103,6 @@ Verifier = Callable[[str | None], Verification]
 FILE_DEADLINE_S = 60.0
 MIN_RATE = 32 * 1024
 SYNC_DEADLINE_S = 45 * 60.0
-
-
-class ClockNotTrusted(SyncError):
-    """The clock reads earlier than the installed registry's signing time."""
-
-
-class SyncDeadline(SyncError):
-    """A download (or the whole sync) ran past its overall deadline."""
-
-
-class SyncBusy(SyncError):
-    """Another sync of the same registry is running; nothing was done (not a failure)."""
 
 
 class _DeadlineHit(tuf_exc.SlowRetrievalError):

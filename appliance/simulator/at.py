@@ -6,7 +6,7 @@ answer: an unknown or malformed one ends the line with ERROR (V.250 §5.2.1), ne
 silence. General commands live in :mod:`appliance.simulator.at_general`, SMS commands
 (TS 27.005) in :mod:`appliance.simulator.at_sms`; both register in :data:`HANDLERS`.
 
-Handlers run in the modem's thread with the network lock held and return a :class:`Reply`;
+Handlers run in the modem's thread with the network lock held and return an :class:`AtReply`;
 the modem frames it (V.250 §5.7.1) and writes it.
 """
 
@@ -64,8 +64,10 @@ class Command:
 
 
 @dataclass
-class Reply:
-    """What one command (or line) answers. ``error`` replaces the final OK."""
+class AtReply:
+    """What one command (or line) answers. ``error`` replaces the final OK.
+
+    (Named apart from :class:`appliance.responder.Reply`, the text of an SMS reply.)"""
 
     lines: list[str] = field(default_factory=list)
     error: str | None = None
@@ -99,7 +101,7 @@ class ATState:
     sregs: dict[int, int] = field(default_factory=lambda: {0: 0, 3: 13, 4: 10, 5: 8})
 
 
-Handler = Callable[["SimModem", Command], Reply]
+Handler = Callable[["SimModem", Command], AtReply]
 HANDLERS: dict[str, Handler] = {}
 NEEDS_SIM: set[str] = set()
 # Vendor commands exist only on their family; elsewhere they are unknown (ERROR).
@@ -185,26 +187,26 @@ def parse_line(body: str) -> list[Command]:
     return commands
 
 
-def execute_line(modem: SimModem, body: str) -> Reply:
+def execute_line(modem: SimModem, body: str) -> AtReply:
     """Run every command of one line; stop at the first error or at a ``> `` prompt."""
     modem.command_log.append((time.time(), body))
     try:
         commands = parse_line(body)
     except CommandSyntaxError:
-        return Reply(error="ERROR")
-    total = Reply()
+        return AtReply(error="ERROR")
+    total = AtReply()
     for command in commands:
         fn = HANDLERS.get(command.name)
         if fn is None or not supported(modem, command.name):
-            return Reply(lines=total.lines, error="ERROR")
+            return AtReply(lines=total.lines, error="ERROR")
         if command.name in NEEDS_SIM and modem.pin_required():
             sms = command.name.startswith("+CM") or command.name in ("+CPMS", "+CSCA", "+CNMI")
             err = modem.cms(311) if sms else modem.cme(11)
-            return Reply(lines=total.lines, error=err.error)
+            return AtReply(lines=total.lines, error=err.error)
         try:
             reply = fn(modem, command)
         except (ValueError, IndexError):
-            reply = Reply(error="ERROR")
+            reply = AtReply(error="ERROR")
         total.lines.extend(reply.lines)
         if reply.error or reply.prompt is not None:
             reply.lines = total.lines
@@ -215,5 +217,5 @@ def execute_line(modem: SimModem, body: str) -> Reply:
     return total
 
 
-def ok(*lines: str) -> Reply:
-    return Reply(lines=list(lines))
+def ok(*lines: str) -> AtReply:
+    return AtReply(lines=list(lines))

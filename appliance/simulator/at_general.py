@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from appliance.simulator.at import HANDLERS, Command, Handler, Reply, handler, ok, supported
+from appliance.simulator.at import HANDLERS, Command, Handler, AtReply, handler, ok, supported
 from appliance.simulator.pdu import PAKISTAN
 
 if TYPE_CHECKING:
@@ -28,32 +28,32 @@ def _flag(command: Command) -> int:
 
 
 @handler("E")
-def _echo(m: SimModem, c: Command) -> Reply:
+def _echo(m: SimModem, c: Command) -> AtReply:
     m.state.echo = bool(_flag(c))
     return ok()
 
 
 @handler("V")
-def _verbose(m: SimModem, c: Command) -> Reply:
+def _verbose(m: SimModem, c: Command) -> AtReply:
     m.state.verbose = bool(_flag(c))
     return ok()
 
 
 @handler("Q")
-def _quiet(m: SimModem, c: Command) -> Reply:
+def _quiet(m: SimModem, c: Command) -> AtReply:
     m.state.quiet = bool(_flag(c))
     return ok()
 
 
 @handler("Z", "&F")
-def _reset(m: SimModem, c: Command) -> Reply:
+def _reset(m: SimModem, c: Command) -> AtReply:
     m.reset_settings()
     return ok()
 
 
 @handler("&C", "&D", "&W", "X", "H", "L", "M", "+IPR", "+IFC", "+ICF", "+CSCB", "+CNMA",
          "+CLIP", "+CRC", "+CVHU")
-def _accepted(m: SimModem, c: Command) -> Reply:
+def _accepted(m: SimModem, c: Command) -> AtReply:
     """Settings that change nothing on a pty but must be accepted as a modem would."""
     if c.op == "?":
         return ok(f"{c.name}: 0") if c.name.startswith("+") else ok()
@@ -61,7 +61,7 @@ def _accepted(m: SimModem, c: Command) -> Reply:
 
 
 @handler("S")
-def _sreg(m: SimModem, c: Command) -> Reply:
+def _sreg(m: SimModem, c: Command) -> AtReply:
     reg, _, value = c.args.partition(",")
     if c.op == "?":
         return ok(f"{m.state.sregs.get(int(reg), 0):03d}")
@@ -70,7 +70,7 @@ def _sreg(m: SimModem, c: Command) -> Reply:
 
 
 @handler("I")
-def _info(m: SimModem, c: Command) -> Reply:
+def _info(m: SimModem, c: Command) -> AtReply:
     lines = list(m.profile.ati)
     if m.faults.non_utf8:
         lines[0] += "\xff"
@@ -78,73 +78,73 @@ def _info(m: SimModem, c: Command) -> Reply:
 
 
 @handler("D")
-def _dial(m: SimModem, c: Command) -> Reply:
-    return Reply(error="NO CARRIER")
+def _dial(m: SimModem, c: Command) -> AtReply:
+    return AtReply(error="NO CARRIER")
 
 
 # --- TS 27.007 identification and network ----------------------------------------------------
 
 
 def _fixed(*lines: str) -> Handler:
-    def answer(m: SimModem, c: Command) -> Reply:
+    def answer(m: SimModem, c: Command) -> AtReply:
         return ok() if c.op == "=?" else ok(*lines)
     return answer
 
 
 @handler("+CGMI", "+GMI")
-def _manufacturer(m: SimModem, c: Command) -> Reply:
+def _manufacturer(m: SimModem, c: Command) -> AtReply:
     return _fixed(m.profile.manufacturer)(m, c)
 
 
 @handler("+CGMM", "+GMM")
-def _model(m: SimModem, c: Command) -> Reply:
+def _model(m: SimModem, c: Command) -> AtReply:
     return _fixed(m.profile.model)(m, c)
 
 
 @handler("+CGMR", "+GMR")
-def _revision(m: SimModem, c: Command) -> Reply:
+def _revision(m: SimModem, c: Command) -> AtReply:
     return _fixed(m.profile.revision)(m, c)
 
 
 @handler("+CGSN", "+GSN")
-def _imei(m: SimModem, c: Command) -> Reply:
+def _imei(m: SimModem, c: Command) -> AtReply:
     return _fixed(m.imei)(m, c)
 
 
 @handler("+GCAP")
-def _gcap(m: SimModem, c: Command) -> Reply:
+def _gcap(m: SimModem, c: Command) -> AtReply:
     return ok("+GCAP: +CGSM")
 
 
 @handler("+CIMI", needs_sim=True)
-def _imsi(m: SimModem, c: Command) -> Reply:
+def _imsi(m: SimModem, c: Command) -> AtReply:
     return _fixed(m.imsi)(m, c)
 
 
 @handler("+CNUM", needs_sim=True)
-def _cnum(m: SimModem, c: Command) -> Reply:
+def _cnum(m: SimModem, c: Command) -> AtReply:
     return ok(f'+CNUM: "","{m.number}",145') if c.op == "" else ok()
 
 
 @handler("+CPAS")
-def _cpas(m: SimModem, c: Command) -> Reply:
+def _cpas(m: SimModem, c: Command) -> AtReply:
     return ok("+CPAS: (0-5)") if c.op == "=?" else ok("+CPAS: 0")
 
 
 @handler("+CBC")
-def _cbc(m: SimModem, c: Command) -> Reply:
+def _cbc(m: SimModem, c: Command) -> AtReply:
     return ok("+CBC: 0,100,4200") if c.op != "=?" else ok()
 
 
 @handler("+CSQ")
-def _csq(m: SimModem, c: Command) -> Reply:
+def _csq(m: SimModem, c: Command) -> AtReply:
     if c.op == "=?":
         return ok("+CSQ: (0-31,99),(0-7,99)")
     return ok(f"+CSQ: {m.faults.rssi if m.radio_on() else 99},0")
 
 
 def _registration(name: str, attr: str) -> Handler:
-    def answer(m: SimModem, c: Command) -> Reply:
+    def answer(m: SimModem, c: Command) -> AtReply:
         if c.op == "=?":
             return ok(f"{name}: (0-2)")
         if c.op == "=":
@@ -163,7 +163,7 @@ HANDLERS["+CEREG"] = _registration("+CEREG", "cereg")
 
 
 @handler("+COPS")
-def _cops(m: SimModem, c: Command) -> Reply:
+def _cops(m: SimModem, c: Command) -> AtReply:
     op = m.operator
     if c.op == "=?":
         return ok(f'+COPS: (2,"{op.long_name}","{op.short_name}","{op.mcc_mnc}"),,(0-4),(0-2)')
@@ -183,7 +183,7 @@ def _cops(m: SimModem, c: Command) -> Reply:
 
 
 @handler("+CPIN")
-def _cpin(m: SimModem, c: Command) -> Reply:
+def _cpin(m: SimModem, c: Command) -> AtReply:
     if c.op == "=?":
         return ok()
     if c.op == "=":
@@ -198,7 +198,7 @@ def _cpin(m: SimModem, c: Command) -> Reply:
 
 
 @handler("+CMEE")
-def _cmee(m: SimModem, c: Command) -> Reply:
+def _cmee(m: SimModem, c: Command) -> AtReply:
     if c.op == "=?":
         return ok("+CMEE: (0-2)")
     if c.op == "?":
@@ -211,7 +211,7 @@ def _cmee(m: SimModem, c: Command) -> Reply:
 
 
 @handler("+CSCS")
-def _cscs(m: SimModem, c: Command) -> Reply:
+def _cscs(m: SimModem, c: Command) -> AtReply:
     charsets = ("IRA", "GSM", "UCS2")
     if c.op == "=?":
         return ok('+CSCS: ("IRA","GSM","UCS2")')
@@ -225,7 +225,7 @@ def _cscs(m: SimModem, c: Command) -> Reply:
 
 
 @handler("+CFUN")
-def _cfun(m: SimModem, c: Command) -> Reply:
+def _cfun(m: SimModem, c: Command) -> AtReply:
     if c.op == "=?":
         return ok("+CFUN: (0,1,4),(0,1)")
     if c.op == "?":
@@ -241,7 +241,7 @@ def _cfun(m: SimModem, c: Command) -> Reply:
 
 
 @handler("+CCLK")
-def _cclk(m: SimModem, c: Command) -> Reply:
+def _cclk(m: SimModem, c: Command) -> AtReply:
     if c.op == "=?":
         return ok()
     if c.op == "=":
@@ -254,7 +254,7 @@ def _cclk(m: SimModem, c: Command) -> Reply:
 
 
 @handler("+CLAC")
-def _clac(m: SimModem, c: Command) -> Reply:
+def _clac(m: SimModem, c: Command) -> AtReply:
     if c.op:
         return ok()
     names = sorted(n for n in HANDLERS if n.startswith(("+", "^")) and supported(m, n))
@@ -262,7 +262,7 @@ def _clac(m: SimModem, c: Command) -> Reply:
 
 
 @handler("+CUSD")
-def _cusd(m: SimModem, c: Command) -> Reply:
+def _cusd(m: SimModem, c: Command) -> AtReply:
     if c.op == "=?":
         return ok("+CUSD: (0-2)")
     if c.op == "?":
@@ -309,13 +309,13 @@ def _unpack_ussd(hexcode: str) -> str | None:
 
 
 @handler("^PORTSEL")
-def _portsel(m: SimModem, c: Command) -> Reply:
+def _portsel(m: SimModem, c: Command) -> AtReply:
     """Huawei: which of its ttys carries URCs; one pty here, so any choice is this one."""
     return ok("^PORTSEL: 0") if c.op == "?" else ok()
 
 
 @handler("^CURC")
-def _curc(m: SimModem, c: Command) -> Reply:
+def _curc(m: SimModem, c: Command) -> AtReply:
     if c.op == "?":
         return ok(f"^CURC: {m.state.curc}")
     if c.op == "=":

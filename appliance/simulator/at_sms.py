@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from appliance.errors import PduError
 from appliance.simulator import pdu as sim_pdu
-from appliance.simulator.at import Command, Reply, handler, ok
+from appliance.simulator.at import Command, AtReply, handler, ok
 from appliance.simulator.storage import (
     REC_READ, REC_UNREAD, STO_SENT, STO_UNSENT, Memory, StoredMessage,
 )
@@ -33,7 +33,7 @@ def _quoted_list(names: tuple[str, ...]) -> str:
 
 
 @handler("+CMGF")
-def _cmgf(m: SimModem, c: Command) -> Reply:
+def _cmgf(m: SimModem, c: Command) -> AtReply:
     if c.op == "=?":
         return ok("+CMGF: (0)")
     if c.op == "?":
@@ -45,7 +45,7 @@ def _cmgf(m: SimModem, c: Command) -> Reply:
 
 
 @handler("+CSMS")
-def _csms(m: SimModem, c: Command) -> Reply:
+def _csms(m: SimModem, c: Command) -> AtReply:
     if c.op == "=?":
         return ok("+CSMS: (0,1)")
     if c.op == "?":
@@ -54,7 +54,7 @@ def _csms(m: SimModem, c: Command) -> Reply:
 
 
 @handler("+CPMS", needs_sim=True)
-def _cpms(m: SimModem, c: Command) -> Reply:
+def _cpms(m: SimModem, c: Command) -> AtReply:
     names = m.profile.storages
     receive = m.profile.receive_storages or names
     if c.op == "=?":
@@ -72,7 +72,7 @@ def _cpms(m: SimModem, c: Command) -> Reply:
 
 
 @handler("+CNMI")
-def _cnmi(m: SimModem, c: Command) -> Reply:
+def _cnmi(m: SimModem, c: Command) -> AtReply:
     if c.op == "=?":
         return ok("+CNMI: " + m.profile.cnmi_ranges)
     if c.op == "?":
@@ -94,7 +94,7 @@ def _cnmi(m: SimModem, c: Command) -> Reply:
 
 
 @handler("+CSCA", needs_sim=True)
-def _csca(m: SimModem, c: Command) -> Reply:
+def _csca(m: SimModem, c: Command) -> AtReply:
     if c.op == "=?":
         return ok()
     if c.op == "?":
@@ -110,7 +110,7 @@ def _csca(m: SimModem, c: Command) -> Reply:
 def _setting(name: str, attr: str, choices: str, count: int = 1) -> None:
     """Register a setting command whose value is only stored and echoed back."""
 
-    def answer(m: SimModem, c: Command) -> Reply:
+    def answer(m: SimModem, c: Command) -> AtReply:
         if c.op == "=?":
             return ok(f"{name}: {choices}")
         current = getattr(m.state, attr)
@@ -136,7 +136,7 @@ def _read_memory(m: SimModem) -> Memory:
 
 
 @handler("+CMGR", needs_sim=True)
-def _cmgr(m: SimModem, c: Command) -> Reply:
+def _cmgr(m: SimModem, c: Command) -> AtReply:
     if c.op == "=?":
         return ok()
     (index,) = c.ints()[:1] or [None]
@@ -153,7 +153,7 @@ def _cmgr(m: SimModem, c: Command) -> Reply:
 
 
 @handler("+CMGL", needs_sim=True)
-def _cmgl(m: SimModem, c: Command) -> Reply:
+def _cmgl(m: SimModem, c: Command) -> AtReply:
     if c.op == "=?":
         return ok("+CMGL: (0-4)")
     params = c.params()
@@ -172,7 +172,7 @@ def _cmgl(m: SimModem, c: Command) -> Reply:
 
 
 @handler("+CMGD", needs_sim=True)
-def _cmgd(m: SimModem, c: Command) -> Reply:
+def _cmgd(m: SimModem, c: Command) -> AtReply:
     mem = _read_memory(m)
     if c.op == "=?":
         used = ",".join(str(i) for i, _ in mem.items())
@@ -195,20 +195,20 @@ def _cmgd(m: SimModem, c: Command) -> Reply:
 
 
 @handler("+CMGS", needs_sim=True)
-def _cmgs(m: SimModem, c: Command) -> Reply:
+def _cmgs(m: SimModem, c: Command) -> AtReply:
     if c.op == "=?":
         return ok()
     if c.op != "=":
-        return Reply(error="ERROR")
+        return AtReply(error="ERROR")
     (length,) = c.ints()[:1] or [None]
     if length is None or not 1 <= length <= MAX_TPDU:
         return m.cms(304)
-    return Reply(prompt=length, delay=m.scaled(m.faults.slow_prompt))
+    return AtReply(prompt=length, delay=m.scaled(m.faults.slow_prompt))
 
 
 def _checked_submit(m: SimModem, pdu_hex: str, length: int,
-                    command: str) -> sim_pdu.Submit | Reply:
-    """Decode an SMS-SUBMIT given after ``> ``; a Reply (+CMS ERROR: 304) when it is bad."""
+                    command: str) -> sim_pdu.Submit | AtReply:
+    """Decode an SMS-SUBMIT given after ``> ``; an AtReply (+CMS ERROR: 304) when it is bad."""
     try:
         submit = sim_pdu.decode_submit(pdu_hex)
     except PduError as exc:
@@ -223,18 +223,18 @@ def _checked_submit(m: SimModem, pdu_hex: str, length: int,
     return submit
 
 
-def submit_pdu(m: SimModem, pdu_hex: str, length: int) -> Reply:
+def submit_pdu(m: SimModem, pdu_hex: str, length: int) -> AtReply:
     """The PDU after ``> `` ended by Ctrl-Z (TS 27.005 §3.5.1): check, hand to the network."""
     submit = _checked_submit(m, pdu_hex, length, "AT+CMGS")
-    if isinstance(submit, Reply):
+    if isinstance(submit, AtReply):
         return submit
     return _send(m, submit, pdu_hex, "+CMGS")
 
 
-def write_pdu(m: SimModem, pdu_hex: str, length: int, stat: int) -> Reply:
+def write_pdu(m: SimModem, pdu_hex: str, length: int, stat: int) -> AtReply:
     """AT+CMGW (TS 27.005 §3.5.3): store an SMS-SUBMIT in <mem2>, answer +CMGW: <index>."""
     submit = _checked_submit(m, pdu_hex, length, "AT+CMGW")
-    if isinstance(submit, Reply):
+    if isinstance(submit, AtReply):
         return submit
     mem = m.memories[m.state.cpms[1]]
     index = mem.put(StoredMessage(pdu_hex, length, stat=stat, kind="submit"))
@@ -244,7 +244,7 @@ def write_pdu(m: SimModem, pdu_hex: str, length: int, stat: int) -> Reply:
 
 
 @handler("+CMGW", needs_sim=True)
-def _cmgw(m: SimModem, c: Command) -> Reply:
+def _cmgw(m: SimModem, c: Command) -> AtReply:
     if c.op == "=?":
         return ok()
     values = c.ints()
@@ -252,11 +252,11 @@ def _cmgw(m: SimModem, c: Command) -> Reply:
     stat = values[1] if len(values) > 1 and values[1] is not None else STO_UNSENT
     if length is None or not 1 <= length <= MAX_TPDU or stat not in (STO_UNSENT, STO_SENT):
         return m.cms(304)
-    return Reply(prompt=length, prompt_stat=stat, delay=m.scaled(m.faults.slow_prompt))
+    return AtReply(prompt=length, prompt_stat=stat, delay=m.scaled(m.faults.slow_prompt))
 
 
 @handler("+CMSS", needs_sim=True)
-def _cmss(m: SimModem, c: Command) -> Reply:
+def _cmss(m: SimModem, c: Command) -> AtReply:
     """Send a stored message (TS 27.005 §3.5.2) and mark it "stored sent", as modems do:
     after a crash, <stat> 3 tells the host that the message left."""
     if c.op == "=?":
@@ -282,7 +282,7 @@ def _cmss(m: SimModem, c: Command) -> Reply:
     return reply
 
 
-def _send(m: SimModem, submit: sim_pdu.Submit, pdu_hex: str, answer: str) -> Reply:
+def _send(m: SimModem, submit: sim_pdu.Submit, pdu_hex: str, answer: str) -> AtReply:
     """Hand one SMS-SUBMIT to the network after the configured latency and faults."""
     if not m.registered():
         return m.cms(331)
@@ -297,5 +297,5 @@ def _send(m: SimModem, submit: sim_pdu.Submit, pdu_hex: str, answer: str) -> Rep
         reply.delay = delay
         return reply
     mr = m.next_mr()
-    return Reply(lines=[f"{answer}: {mr}"], delay=delay,
+    return AtReply(lines=[f"{answer}: {mr}"], delay=delay,
                  before_write=lambda: m.network.on_submit(m, submit, pdu_hex, mr))

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from appliance.errors import PduError
 from appliance.simulator import at_general as sim_at_general, at_sms as sim_at_sms  # noqa: F401  (register handlers)
-from appliance.simulator.at import CME_TEXT, CMS_TEXT, ATState, Reply
+from appliance.simulator.at import CME_TEXT, CMS_TEXT, ATState, AtReply
 from appliance.simulator.faults import Faults
 from appliance.simulator.pdu import EncodedPdu, decode_deliver
 from appliance.simulator.profiles import ModemProfile, Operator
@@ -166,15 +166,15 @@ class SimModem:
     def scaled(self, seconds: float) -> float:
         return max(0.0, seconds) * self.time_scale
 
-    def cme(self, code: int) -> Reply:
+    def cme(self, code: int) -> AtReply:
         if self.state.cmee == 0:
-            return Reply(error="ERROR")
+            return AtReply(error="ERROR")
         shown = CME_TEXT.get(code, str(code)) if self.state.cmee == 2 else str(code)
-        return Reply(error=f"+CME ERROR: {shown}")
+        return AtReply(error=f"+CME ERROR: {shown}")
 
-    def cms(self, code: int) -> Reply:
+    def cms(self, code: int) -> AtReply:
         shown = CMS_TEXT.get(code, str(code)) if self.state.cmee == 2 else str(code)
-        return Reply(error=f"+CMS ERROR: {shown}")
+        return AtReply(error=f"+CMS ERROR: {shown}")
 
     def pin_required(self) -> bool:
         return not self._pin_ok

@@ -9,6 +9,12 @@ malformed concatenation header raises :class:`~appliance.errors.PduError`.
 
 PDUs travel as upper-case hex strings with the service-centre address in front, as they
 appear after ``+CMGR:`` and before Ctrl-Z in ``AT+CMGS`` (TS 27.005 §3.1 <pdu>).
+
+Its ``Submit``, ``Deliver``, ``Concat``, ``encode_deliver`` (and ``gsm7.pack_septets``)
+share their names with the appliance's codec on purpose: they are the same things of
+TS 23.040 written a second time. Outside the simulator they are used only through the
+module (``sim_pdu.encode_deliver``), never imported bare, so a reader always sees which
+codec is meant; production code never imports this package at all.
 """
 
 from __future__ import annotations

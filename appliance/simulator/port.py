@@ -16,7 +16,7 @@ import select
 import tty
 from pathlib import Path
 
-from appliance.simulator.at import ATState, Reply
+from appliance.simulator.at import ATState, AtReply
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ def to_bytes(line: str) -> bytes:
         return line.encode("utf-8")
 
 
-def frame_reply(state: ATState, reply: Reply, injected: list[str]) -> bytes:
+def frame_reply(state: ATState, reply: AtReply, injected: list[str]) -> bytes:
     """Frame information text and the final result (V.250 §5.7.1, §5.7.2).
 
     ``injected`` lines are unsolicited results placed *inside* the response, after its first

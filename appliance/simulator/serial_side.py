@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from appliance.simulator import at_sms as sim_at_sms
-from appliance.simulator.at import Reply, execute_line
+from appliance.simulator.at import AtReply, execute_line
 from appliance.simulator.port import PtyPort, frame_reply, frame_urc
 
 if TYPE_CHECKING:
@@ -213,7 +213,7 @@ class SerialSide:
         elif byte == 0x1B:
             self.reset_parser()
             self._flush_echo()
-            self._send(Reply())
+            self._send(AtReply())
         elif byte not in b"\r\n " and len(self._pdu) < MAX_PDU_HEX:
             self._pdu.append(byte)
 
@@ -229,11 +229,11 @@ class SerialSide:
         start = text.upper().find("AT")  # V.250: characters before the "AT" prefix are ignored
         with self.modem.lock:
             reply = execute_line(self.modem, text[start + 2:]) if start >= 0 \
-                else Reply(error="ERROR")
+                else AtReply(error="ERROR")
             self.modem.check_registration()
         self._send(reply)
 
-    def _send(self, reply: Reply) -> None:
+    def _send(self, reply: AtReply) -> None:
         modem = self.modem
         if reply.delay > 0 and self._interrupt.wait(reply.delay):
             return  # unplugged or stopped while "the network" was busy: the answer is lost
