@@ -21,6 +21,12 @@ from .pdu_text import gsm7_codes, pack_septets
 
 # -- fields ------------------------------------------------------------------------------
 
+def _is_number(text: str) -> bool:
+    """ASCII decimal digits only: str.isdigit() also accepts "²" or "٣", which int() then
+    refuses or reads, and a garbled byte must never crash or become a value."""
+    return text.isascii() and text.isdigit()
+
+
 @dataclass(frozen=True)
 class Field:
     """One comma-separated field of an information response."""
@@ -31,7 +37,7 @@ class Field:
     @property
     def as_int(self) -> int | None:
         """The field as a decimal integer, None unless it is one and was not quoted."""
-        return int(self.text) if not self.quoted and self.text.isdigit() else None
+        return int(self.text) if not self.quoted and _is_number(self.text) else None
 
 
 def split_fields(args: str) -> tuple[Field, ...]:
@@ -197,7 +203,7 @@ def parse_range(text: str) -> frozenset[int]:
         if not part:
             continue
         lo, sep, hi = part.partition("-")
-        if lo.strip().isdigit() and (not sep or hi.strip().isdigit()):
+        if _is_number(lo.strip()) and (not sep or _is_number(hi.strip())):
             a, b = int(lo), int(hi) if sep else int(lo)
             out.update(range(a, min(b, a + 255) + 1))
     return frozenset(out)
