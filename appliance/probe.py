@@ -21,16 +21,16 @@ import logging
 import os
 import queue
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .errors import ModemCommandError, ModemError, ModemGone, ModemTimeout
-from .modem.answers import COPS, CSQ
-from .modem.atvalues import (STAT_TEXT, Registration, own_number, parse_registration,
-                             parse_storage_use, sms_service)
+from .modem.atvalues import (STAT_TEXT, Registration, own_number, parse_operator,
+                             parse_registration, parse_signal, parse_sim_state,
+                             parse_storage_use, parse_text_answer, sms_service)
 from .modem.families import registration_reports
 from .modem.port import Item, Port
 from .modem.session import ATSession
@@ -204,35 +204,27 @@ def _ask(sess: ATSession, res: ProbeResult, command: str, timeout: float) -> tup
     return ()
 
 
-def _value(lines: Iterable[str]) -> str:
-    for line in lines:
-        text = line.split(":", 1)[1] if line.startswith("+") and ":" in line else line
-        return text.strip().strip('"')
-    return ""
-
-
 def _interview(sess: ATSession, res: ProbeResult, t: float) -> None:
     _ask(sess, res, "ATE0", t)
     _ask(sess, res, "AT+CMEE=1", t)  # numeric +CME errors (TS 27.007 §9.1)
     for attr, cmd in (("manufacturer", "AT+CGMI"), ("model", "AT+CGMM"),
                       ("revision", "AT+CGMR"), ("imei", "AT+CGSN")):
-        setattr(res, attr, _value(_ask(sess, res, cmd, t)))
+        setattr(res, attr, parse_text_answer(_ask(sess, res, cmd, t)))
     try:
-        res.sim = _value(sess.run("AT+CPIN?", t)).upper()
+        res.sim = parse_sim_state(sess.run("AT+CPIN?", t))
     except ModemCommandError as exc:
         # TS 27.007 §9.2.1: CME 10 SIM not inserted, 13 SIM failure, 14 SIM busy.
         res.sim = {10: "NOT INSERTED", 13: "SIM FAILURE", 14: "SIM BUSY"}.get(
             exc.code or -1, f"error ({exc})")
     if res.sim == "READY":
-        res.imsi = _value(_ask(sess, res, "AT+CIMI", t))
+        res.imsi = parse_text_answer(_ask(sess, res, "AT+CIMI", t))
         res.number = own_number(_ask(sess, res, "AT+CNUM", t))  # TS 27.007 §7.1
         use = parse_storage_use(_ask(sess, res, "AT+CPMS?", t))
         if use:
             res.storage, res.sms_used, res.sms_total = use[0].memory, use[0].used, \
                 use[0].total
-    for line in _ask(sess, res, "AT+CSQ", t):
-        if m := CSQ.search(line):
-            res.rssi = int(m.group(1))
+    if signal := parse_signal(_ask(sess, res, "AT+CSQ", t)):
+        res.rssi = signal.rssi
     regs: dict[str, Registration] = {}
     lines = list(_ask(sess, res, "AT+CREG?", t))
     for name in registration_reports(res.manufacturer, res.model):
@@ -250,9 +242,8 @@ def _interview(sess: ATSession, res: ProbeResult, t: float) -> None:
     service = sms_service(regs)
     res.sms_ready, res.network = service.able, service.reason
     _ask(sess, res, "AT+COPS=3,0", t)  # TS 27.007 §7.3: long alphanumeric operator name
-    for line in _ask(sess, res, "AT+COPS?", t):
-        if m := COPS.search(line):
-            res.operator = m.group(1)
+    if named := parse_operator(_ask(sess, res, "AT+COPS?", t)):
+        res.operator = named.name
 
 
 def probe_all(ports: Sequence[str], *, baudrate: int = 115200, timeout: float = 3.0,

@@ -1,4 +1,5 @@
-"""A modem's answers as typed values: registration, +CNMI and +CPMS ranges, +CNUM.
+"""A modem's answers as typed values: registration, +CNMI and +CPMS, +CNUM, +CSQ, +COPS,
+identification and SIM state. (Stored messages, +CMTI/+CMGR/+CMGL: answers.py.)
 
 Pure (no serial, threads, clocks or logging): lines in, frozen values out, so every rule
 here is tested byte by byte (tests/test_atvalues.py, and the vendor transcripts in
@@ -65,9 +66,13 @@ def split_fields(args: str) -> tuple[Field, ...]:
     return tuple(out)
 
 
-def answer_args(line: str, name: str) -> str | None:
-    """What follows ``+NAME:`` on ``line`` (spaces allowed before and after the colon)."""
-    m = re.match(rf"\s*{re.escape(name)}\s*:\s*(.*)$", line, re.IGNORECASE)
+def answer_args(line: str, name: str, *, anywhere: bool = False) -> str | None:
+    """What follows ``+NAME:`` on ``line`` (spaces allowed before and after the colon).
+    With ``anywhere``, ``+NAME:`` may come after other text on the line (a stray byte or
+    an echo fragment glued in front of the answer)."""
+    pattern = rf"{re.escape(name)}\s*:\s*(.*)$"
+    m = (re.search(pattern, line, re.IGNORECASE) if anywhere
+         else re.match(r"\s*" + pattern, line, re.IGNORECASE))
     return m.group(1) if m else None
 
 
@@ -363,7 +368,7 @@ class StorageUse:
 def parse_storage_use(lines: Iterable[str]) -> tuple[StorageUse, ...]:
     """``+CPMS: "SM",3,30,"SM",3,30,"ME",0,255`` (the read form) → one value per role."""
     for line in lines:
-        args = answer_args(line, "+CPMS")
+        args = answer_args(line, "+CPMS", anywhere=True)
         if args is None:
             continue
         fields = split_fields(args)
@@ -421,6 +426,81 @@ def own_number(lines: Iterable[str]) -> str:
     numbers = parse_cnum(lines)
     voice = [n for n in numbers if n.service == 4]
     return (voice or list(numbers) or [OwnNumber("", 129)])[0].number
+
+
+# -- identification and SIM (TS 27.007 §5.1-5.6, §9.2.1 +CPIN) ---------------------------
+
+def parse_text_answer(lines: Iterable[str]) -> str:
+    """The value of a one-line text answer (+CGMI, +CGMM, +CGMR, +CGSN, +CIMI, +CPIN?):
+    the first line, without a ``Label:`` in front (``+CGMR: X``, Quectel's
+    ``Revision: X``) and without quotes; "" when there is no line."""
+    for line in lines:
+        return line.split(":", 1)[-1].strip().strip('"').strip()
+    return ""
+
+
+def parse_sim_state(lines: Iterable[str]) -> str:
+    """``+CPIN: READY`` → ``READY``; ``+CPIN: SIM PIN`` → ``SIM PIN``; "" for no answer."""
+    return parse_text_answer(lines).upper()
+
+
+# -- +CSQ (TS 27.007 §8.5) and +COPS (§7.3) ----------------------------------------------
+
+@dataclass(frozen=True)
+class Signal:
+    """``+CSQ: <rssi>,<ber>``: rssi 0..31 (-113..-51 dBm), 99 unknown; ber 0..7, 99."""
+
+    rssi: int
+    ber: int | None = None
+
+    @property
+    def bars(self) -> int:
+        """0-5 bars, as the status page and the probe show them."""
+        return 0 if self.rssi == 99 else min(5, (self.rssi + 2) // 6)
+
+
+def parse_signal(lines: Iterable[str]) -> Signal | None:
+    """The last ``+CSQ`` line's values; None when no line carries a numeric <rssi>."""
+    out = None
+    for line in lines:
+        args = answer_args(line, "+CSQ", anywhere=True)
+        if args is None:
+            continue
+        fields = split_fields(args)
+        rssi = fields[0].as_int
+        if rssi is not None:
+            out = Signal(rssi, fields[1].as_int if len(fields) > 1 else None)
+    return out
+
+
+@dataclass(frozen=True)
+class Operator:
+    """``+COPS: <mode>[,<format>,<oper>[,<AcT>]]`` with an operator named."""
+
+    mode: int
+    format: int
+    name: str
+    act: int | None = None
+
+
+def parse_operator(lines: Iterable[str]) -> Operator | None:
+    """The last ``+COPS`` line that names an operator (quoted: TS 27.007 §7.3 writes
+    <oper> as a string); ``+COPS: 0`` (registered to none) gives None, so a caller keeps
+    what it knew."""
+    out = None
+    for line in lines:
+        args = answer_args(line, "+COPS", anywhere=True)
+        if args is None:
+            continue
+        fields = split_fields(args)
+        if len(fields) < 3 or not fields[2].quoted:
+            continue
+        mode, fmt = fields[0].as_int, fields[1].as_int
+        if mode is None or fmt is None:
+            continue
+        out = Operator(mode, fmt, fields[2].text, fields[3].as_int if len(fields) > 3
+                       else None)
+    return out
 
 
 # -- +CUSD (TS 27.007 §7.15) ------------------------------------------------------------

@@ -36,9 +36,11 @@ from typing import Any
 from ..backoff import Backoff
 from ..errors import ModemCommandError, ModemError, ModemGone, ModemTimeout, PduError
 from . import pdu as pdumod
-from .answers import CMGL, CMGR, CMTI, COPS, CPMS, CSQ, pdu_after
+from .answers import parse_cmgl, parse_cmgr, parse_notice
 from .atvalues import (CNMI_FALLBACKS, CnmiRanges, Registration, choose_cnmi, choose_storage,
-                       parse_cnmi_ranges, parse_registration, parse_storage_options,
+                       parse_cnmi_ranges, parse_operator, parse_registration, parse_signal,
+                       parse_sim_state, parse_storage_options, parse_storage_use,
+                       parse_text_answer,
                        sms_service, ussd_string)
 from .contract import ModemHandler, ModemSettings, ModemState, ModemStatus
 from .families import Family, family_for, registration_reports
@@ -221,8 +223,7 @@ class Modem:
         for key, cmd in (("manufacturer", "AT+CGMI"), ("model", "AT+CGMM"),
                          ("revision", "AT+CGMR"), ("imei", "AT+CGSN"), ("imsi", "AT+CIMI")):
             try:
-                lines = sess.run(cmd, t)
-                ident[key] = lines[0].split(":", 1)[-1].strip() if lines else ""
+                ident[key] = parse_text_answer(sess.run(cmd, t))
             except ModemCommandError:
                 ident[key] = ""
         self._set(identity=ident)
@@ -259,8 +260,7 @@ class Modem:
 
     def _unlock_sim(self, sess: ATSession) -> None:
         t = self.settings.command_timeout_s
-        lines = sess.run("AT+CPIN?", t)
-        state = lines[0].split(":", 1)[-1].strip().upper() if lines else ""
+        state = parse_sim_state(sess.run("AT+CPIN?", t))
         if state == "READY":
             return
         if state == "SIM PIN" and self.settings.pin and not self._pin_rejected:
@@ -440,9 +440,9 @@ class Modem:
         while sess.urcs:
             urc = sess.urcs.popleft()
             if urc.name in ("+CMTI", "+CDSI"):
-                m = CMTI.search(urc.args)
-                if m:
-                    self._pending_reads.append((m.group(1), int(m.group(2))))
+                notice = parse_notice(urc.args)
+                if notice is not None:
+                    self._pending_reads.append((notice.memory, notice.index))
                 else:
                     self.log.warning("unparsable %s: %r; sweeping", urc.name, urc.line)
                     self._sweep(sess)
@@ -499,15 +499,14 @@ class Modem:
                 # other failure leaves the message on the SIM for the next sweep.
                 self.log.debug("CMGR %s,%d: %s", mem, index, exc)
                 lines = ()
-            if lines and not any(CMGR.match(line) for line in lines):
+            message = parse_cmgr(lines)
+            if lines and message is None:
                 # Someone else's answer (a late one, after a timeout): out of step with the
                 # modem. Never delete on it; resync and let the sweep read the message.
                 raise ModemTimeout(f"AT+CMGR={index} got an answer that is not +CMGR: "
                                    f"{lines[0]!r}; resynchronising")
-            pdu_line = pdu_after(lines, CMGR)
-            stat = next((int(h.group(1)) for line in lines if (h := CMGR.match(line))), 0)
-            if pdu_line is not None and stat in (0, 1):
-                self._deliver(pdu_line, index=index)
+            if message is not None and message.pdu is not None and message.received:
+                self._deliver(message.pdu, index=index)
             if self._mem1 != self._storage:
                 home = self._storage
                 sess.run(f'AT+CPMS="{home}"', t)
@@ -537,14 +536,13 @@ class Modem:
             lines = sess.run("AT+CPMS?", self.settings.command_timeout_s)
         except ModemCommandError:
             return None
-        for line in lines:
-            m = CPMS.search(line)
-            if m:
-                used, total = int(m.group(2)), int(m.group(3))
-                if (used, total) != (self._status.sim_used, self._status.sim_total):
-                    self._set(sim_used=used, sim_total=total)
-                return used
-        return None
+        use = parse_storage_use(lines)
+        if not use:
+            return None
+        used, total = use[0].used, use[0].total   # <mem1>: where messages are read
+        if (used, total) != (self._status.sim_used, self._status.sim_total):
+            self._set(sim_used=used, sim_total=total)
+        return used
 
     def _sweep(self, sess: ATSession, limit: int | None = None) -> None:
         """Read every stored message (``AT+CMGL=4``: all, PDU mode), persist, then delete
@@ -555,18 +553,17 @@ class Modem:
         lines = sess.run("AT+CMGL=4", max(t, 30.0))
         entries: list[tuple[int, str]] = []
         leftovers: list[int] = []
-        for i, line in enumerate(lines):
-            m = CMGL.match(line)
+        for listed in parse_cmgl(lines):
+            assert listed.index is not None   # +CMGL always names the slot
             # TS 27.005 §3.1 <stat>: 0/1 received (unread/read); 2/3 are stored outgoing
             # messages, not ours to answer or delete.
-            if m and int(m.group(2)) in (0, 1):
-                pdu_line = pdu_after(lines[i:], CMGL)
-                if pdu_line is not None:
-                    entries.append((int(m.group(1)), pdu_line))
-            elif m and self.sender.send_mode == "stored":
+            if listed.received:
+                if listed.pdu is not None:
+                    entries.append((listed.index, listed.pdu))
+            elif self.sender.send_mode == "stored":
                 # Our own leftovers (a CMSS that timed out, a write whose +CMGW: index was
                 # lost in a crash): resolved at start-up already, so never sent from here.
-                leftovers.append(int(m.group(1)))
+                leftovers.append(listed.index)
         now = entries if limit is None else entries[:limit]
         # A fresh list replaces the old one: an index listed before may since have been
         # deleted and reused by a new message, which only this list shows as it is.
@@ -617,11 +614,8 @@ class Modem:
 
     def _health(self, sess: ATSession) -> None:
         t = self.settings.command_timeout_s
-        rssi = None
-        for line in sess.run("AT+CSQ", t):
-            m = CSQ.search(line)
-            if m:
-                rssi = int(m.group(1))
+        signal = parse_signal(sess.run("AT+CSQ", t))
+        rssi = signal.rssi if signal is not None else None
         for name in self._reg_commands:
             try:
                 lines = sess.run(f"AT{name}?", t)
@@ -634,16 +628,14 @@ class Modem:
         operator = self._status.operator
         try:
             sess.run("AT+COPS=3,0", t)
-            for line in sess.run("AT+COPS?", t):
-                m = COPS.search(line)
-                if m:
-                    operator = m.group(1)
+            named = parse_operator(sess.run("AT+COPS?", t))
+            if named is not None:
+                operator = named.name
         except ModemCommandError:
             pass
         self._set(rssi=rssi, operator=operator)
         try:
-            lines = sess.run("AT+CPIN?", t)
-            sim = lines[0].split(":", 1)[-1].strip().upper() if lines else ""
+            sim = parse_sim_state(sess.run("AT+CPIN?", t))
         except ModemCommandError as exc:  # +CME ERROR: 10 = SIM not inserted (§9.2.1)
             sim = f"unreadable ({exc})"
         if sim and sim != "READY":

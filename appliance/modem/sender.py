@@ -29,7 +29,7 @@ from datetime import timedelta
 from ..errors import ModemCommandError, ModemError, ModemTimeout, PduError
 from ..store import UNSENT_PARTS, Job, PlanPart, SubmittedPart
 from . import pdu as pdumod
-from .answers import CMGR, pdu_after
+from .answers import parse_cmgr
 from .contract import ModemHandler, ModemSettings
 from .session import ATSession
 
@@ -166,11 +166,10 @@ class Sender:
             lines = sess.run(f"AT+CMGR={index}", self.settings.command_timeout_s)
         except ModemCommandError:
             return None
-        header = next((h for line in lines if (h := CMGR.match(line))), None)
-        pdu_line = pdu_after(lines, CMGR)
-        if header is None or pdu_line is None or pdu_line.upper() != pdu_hex.upper():
+        slot = parse_cmgr(lines)
+        if slot is None or slot.pdu is None or slot.pdu.upper() != pdu_hex.upper():
             return None
-        return int(header.group(1))
+        return slot.stat
 
     def _delete_quietly(self, sess: ATSession, index: int) -> None:
         try:
