@@ -28,10 +28,10 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ModemCommandError, ModemError, ModemGone, ModemTimeout
-from .modem.atvalues import (STAT_TEXT, Registration, own_number, parse_operator,
-                             parse_registration, parse_signal, parse_sim_state,
-                             parse_storage_use, parse_text_answer, sms_service)
+from .modem.atvalues import (STAT_TEXT, own_number, parse_sim_state, parse_storage_use,
+                             sms_service)
 from .modem.families import registration_reports
+from .modem.interview import identify, read_imsi, read_network
 from .modem.port import Item, Port
 from .modem.session import ATSession
 
@@ -207,9 +207,11 @@ def _ask(sess: ATSession, res: ProbeResult, command: str, timeout: float) -> tup
 def _interview(sess: ATSession, res: ProbeResult, t: float) -> None:
     _ask(sess, res, "ATE0", t)
     _ask(sess, res, "AT+CMEE=1", t)  # numeric +CME errors (TS 27.007 §9.1)
-    for attr, cmd in (("manufacturer", "AT+CGMI"), ("model", "AT+CGMM"),
-                      ("revision", "AT+CGMR"), ("imei", "AT+CGSN")):
-        setattr(res, attr, parse_text_answer(_ask(sess, res, cmd, t)))
+    def ask(command: str) -> tuple[str, ...]:
+        return _ask(sess, res, command, t)
+    ident = identify(ask)
+    res.manufacturer, res.model, res.revision, res.imei = (
+        ident.manufacturer, ident.model, ident.revision, ident.imei)
     try:
         res.sim = parse_sim_state(sess.run("AT+CPIN?", t))
     except ModemCommandError as exc:
@@ -217,33 +219,24 @@ def _interview(sess: ATSession, res: ProbeResult, t: float) -> None:
         res.sim = {10: "NOT INSERTED", 13: "SIM FAILURE", 14: "SIM BUSY"}.get(
             exc.code or -1, f"error ({exc})")
     if res.sim == "READY":
-        res.imsi = parse_text_answer(_ask(sess, res, "AT+CIMI", t))
+        res.imsi = read_imsi(ask)
         res.number = own_number(_ask(sess, res, "AT+CNUM", t))  # TS 27.007 §7.1
         use = parse_storage_use(_ask(sess, res, "AT+CPMS?", t))
         if use:
             res.storage, res.sms_used, res.sms_total = use[0].memory, use[0].used, \
                 use[0].total
-    if signal := parse_signal(_ask(sess, res, "AT+CSQ", t)):
-        res.rssi = signal.rssi
-    regs: dict[str, Registration] = {}
-    lines = list(_ask(sess, res, "AT+CREG?", t))
-    for name in registration_reports(res.manufacturer, res.model):
-        if name == "+CREG":
-            continue
-        try:  # a 2G-only modem refuses +CEREG: not worth a note
-            lines += sess.run(f"AT{name}?", t)
-        except ModemCommandError:
-            pass
-    for line in lines:
-        if reg := parse_registration(line, solicited=True):
-            regs[reg.command] = reg
+    others = [n for n in registration_reports(res.manufacturer, res.model) if n != "+CREG"]
+    # A 2G-only modem refuses +CEREG: not worth a note, so those are asked quietly.
+    reading = read_network(ask, ("+CREG", *others), quiet=lambda command: sess.run(command, t))
+    if reading.signal is not None:
+        res.rssi = reading.signal.rssi
+    regs = reading.registrations
     if "+CREG" in regs:
         res.creg = regs["+CREG"].stat
     service = sms_service(regs)
     res.sms_ready, res.network = service.able, service.reason
-    _ask(sess, res, "AT+COPS=3,0", t)  # TS 27.007 §7.3: long alphanumeric operator name
-    if named := parse_operator(_ask(sess, res, "AT+COPS?", t)):
-        res.operator = named.name
+    if reading.operator is not None:
+        res.operator = reading.operator.name
 
 
 def probe_all(ports: Sequence[str], *, baudrate: int = 115200, timeout: float = 3.0,

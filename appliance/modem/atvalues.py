@@ -2,10 +2,10 @@
 identification and SIM state. (Stored messages, +CMTI/+CMGR/+CMGL: answers.py.)
 
 Pure (no serial, threads, clocks or logging): lines in, frozen values out, so every rule
-here is tested byte by byte (tests/test_atvalues.py, and the vendor transcripts in
-tests/data/at/ through tests/test_modem_families.py). The engine and the probe only move
-these values; the choices (which +CNMI, which storage, "can this modem do SMS") are made
-here, once, for both.
+here is tested byte by byte (tests/test_atvalues.py, tests/test_answers.py, and the vendor
+transcripts in tests/data/at/ through tests/test_modem_families.py). The engine and the
+probe only move these values; the choices (which +CNMI, which storage, "can this modem
+do SMS") are made here, once, for both.
 
 Parsing is by fields, never by "the first number after the colon": location codes may be
 quoted or not (``+CREG: 1,84CD,…``, ``+CEREG: 2, 0001,…``) and their digits must never be

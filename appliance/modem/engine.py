@@ -38,12 +38,12 @@ from ..errors import ModemCommandError, ModemError, ModemGone, ModemTimeout, Pdu
 from . import pdu as pdumod
 from .answers import parse_cmgl, parse_cmgr, parse_notice
 from .atvalues import (CNMI_FALLBACKS, CnmiRanges, Registration, choose_cnmi, choose_storage,
-                       parse_cnmi_ranges, parse_operator, parse_registration, parse_signal,
-                       parse_sim_state, parse_storage_options, parse_storage_use,
-                       parse_text_answer,
+                       parse_cnmi_ranges, parse_registration, parse_sim_state,
+                       parse_storage_options, parse_storage_use,
                        sms_service, ussd_string)
 from .contract import ModemHandler, ModemSettings, ModemState, ModemStatus
 from .families import Family, family_for, registration_reports
+from .interview import identify, read_network
 from .port import CALL, POKE, STOP, Item, Port
 from .sender import Sender
 from .session import ATSession, Stopping
@@ -219,13 +219,12 @@ class Modem:
         sess.run("ATE0", t)
         sess.run("AT+CMEE=1", t)
         self._unlock_sim(sess)
-        ident = {}
-        for key, cmd in (("manufacturer", "AT+CGMI"), ("model", "AT+CGMM"),
-                         ("revision", "AT+CGMR"), ("imei", "AT+CGSN"), ("imsi", "AT+CIMI")):
+        def ask(command: str) -> tuple[str, ...]:
             try:
-                ident[key] = parse_text_answer(sess.run(cmd, t))
-            except ModemCommandError:
-                ident[key] = ""
+                return sess.run(command, t)
+            except ModemCommandError:   # an unanswered question leaves its field empty
+                return ()
+        ident = identify(ask, imsi=True).as_dict()
         self._set(identity=ident)
         sess.run("AT+CMGF=0", t)
         self._set_storage(sess, t)
@@ -614,26 +613,11 @@ class Modem:
 
     def _health(self, sess: ATSession) -> None:
         t = self.settings.command_timeout_s
-        signal = parse_signal(sess.run("AT+CSQ", t))
-        rssi = signal.rssi if signal is not None else None
-        for name in self._reg_commands:
-            try:
-                lines = sess.run(f"AT{name}?", t)
-            except ModemCommandError:
-                continue
-            for line in lines:
-                reg = parse_registration(line, solicited=True)
-                if reg is not None:
-                    self._regs[reg.command] = reg
-        operator = self._status.operator
-        try:
-            sess.run("AT+COPS=3,0", t)
-            named = parse_operator(sess.run("AT+COPS?", t))
-            if named is not None:
-                operator = named.name
-        except ModemCommandError:
-            pass
-        self._set(rssi=rssi, operator=operator)
+        reading = read_network(lambda command: sess.run(command, t), self._reg_commands)
+        self._regs.update(reading.registrations)
+        self._set(rssi=reading.signal.rssi if reading.signal is not None else None,
+                  operator=reading.operator.name if reading.operator is not None
+                  else self._status.operator)
         try:
             sim = parse_sim_state(sess.run("AT+CPIN?", t))
         except ModemCommandError as exc:  # +CME ERROR: 10 = SIM not inserted (§9.2.1)
