@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ModemCommandError, ModemError, ModemGone, ModemTimeout
-from .modem.atvalues import (STAT_TEXT, own_number, parse_sim_state, parse_storage_use,
+from .modem.atvalues import (STAT_TEXT, Signal, own_number, parse_sim_state, parse_storage_use,
                              sms_service)
 from .modem.families import registration_reports
 from .modem.interview import identify, read_imsi, read_network
@@ -83,7 +83,7 @@ class ProbeResult:
     @property
     def bars(self) -> int:
         """0-5 bars from +CSQ rssi (0..31; 99 unknown), as the engine counts them."""
-        return 0 if self.rssi is None or self.rssi == 99 else min(5, (self.rssi + 2) // 6)
+        return 0 if self.rssi is None else Signal(self.rssi).bars
 
     def as_dict(self) -> dict[str, Any]:
         return dict(asdict(self), registered=self.registered, bars=self.bars)

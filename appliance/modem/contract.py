@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ..store import Job, PlanPart, StoredPart, SubmittedPart
+from .atvalues import Signal
 
 
 class ModemState:
@@ -47,9 +48,7 @@ class ModemStatus:
     @property
     def bars(self) -> int:
         """0–5 signal bars from RSSI (TS 27.007 §8.5: 0..31, 99 = unknown)."""
-        if self.rssi is None or self.rssi == 99:
-            return 0
-        return min(5, (self.rssi + 2) // 6)
+        return 0 if self.rssi is None else Signal(self.rssi).bars
 
 
 class ModemHandler(Protocol):
