@@ -1,5 +1,6 @@
 """The modem's answers the engine, sender and probe act on, parsed without a pty: stored
-messages (+CMTI, +CMGR, +CMGL; TS 27.005 §3.4.1-3.4.3), +CPMS used counts (§3.2.2),
+messages (+CMTI, +CMGR, +CMGL; TS 27.005 §3.4.1-3.4.3), the number a send or write
+answers with (+CMGS, +CMSS, +CMGW; §3.5.1-3.5.3), +CPMS used counts (§3.2.2),
 +CSQ (TS 27.007 §8.5), +COPS (§7.3), identification (§5.1-5.6) and +CPIN (§9.2.1).
 
 Fed line by line, with the odd forms real modems send: spaces around fields, quoted and
@@ -13,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from appliance.modem.answers import (Notice, StoredMessage, parse_cmgl, parse_cmgr,
-                                     parse_notice)
+                                     parse_notice, parse_reference)
 from appliance.modem.atvalues import (Operator, Signal, parse_operator, parse_signal,
                                       parse_sim_state, parse_storage_use, parse_text_answer)
 
@@ -119,6 +120,29 @@ def test_parsers_never_raise_and_pdus_are_hex(lines: list[str]) -> None:
         parse_signal([line])
         parse_operator([line])
         parse_storage_use([line])
+        parse_reference([line], "+CMGS")
+
+
+# -- +CMGS / +CMSS / +CMGW ----------------------------------------------------------------
+
+@pytest.mark.parametrize("lines, answer, number", [
+    (["+CMGS: 17"], "+CMGS", 17),
+    (["+CMGS:0"], "+CMGS", 0),
+    (['+CMGS: 255,"0412AB"'], "+CMGS", 255),        # <ackpdu> after the reference
+    (["+cmss: 9"], "+CMSS", 9),
+    (["+CMTI: \"SM\",4", "+CMGW: 12"], "+CMGW", 12),  # a URC in the answer is skipped
+    (["+CMGW: 3", "+CMGW: 4"], "+CMGW", 3),
+])
+def test_reference(lines: list[str], answer: str, number: int) -> None:
+    assert parse_reference(lines, answer) == number
+
+
+@pytest.mark.parametrize("lines, answer", [
+    ([], "+CMGS"), (["+CMSS: 9"], "+CMGS"), (["+CMGS:"], "+CMGS"), (["+CMGS: x"], "+CMGS"),
+    (['+CMGS: "17"'], "+CMGS"), (["junk +CMGS: 17"], "+CMGS"), (["OK"], "+CMGW"),
+])
+def test_reference_none(lines: list[str], answer: str) -> None:
+    assert parse_reference(lines, answer) is None
 
 
 # -- +CPMS? used counts -------------------------------------------------------------------

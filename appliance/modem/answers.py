@@ -1,6 +1,7 @@
 """Stored messages as typed values: the ``+CMTI``/``+CDSI`` notice, the ``+CMGR`` and
 ``+CMGL`` answers (TS 27.005 §3.4.1, §3.4.2, §3.4.3, PDU mode), each header with the PDU
-line that belongs to it.
+line that belongs to it, and the number a send or write answers with (``+CMGS: <mr>``,
+``+CMSS: <mr>``, ``+CMGW: <index>``, §3.5.1-3.5.3).
 
 Pure, like atvalues.py: lines in, frozen values out (tests/test_answers.py feeds them
 line by line, with the odd forms real modems send). The engine and the sender only act on
@@ -105,3 +106,19 @@ def parse_cmgl(lines: Iterable[str]) -> tuple[StoredMessage, ...]:
         if head is not None:
             out.append(StoredMessage(head[1], _pdu_after(seq, i, "+CMGL", 2), head[0]))
     return tuple(out)
+
+
+def parse_reference(lines: Iterable[str], answer: str) -> int | None:
+    """The number in the first ``answer`` line (``+CMGS``, ``+CMSS`` or ``+CMGW``) of
+    ``lines``: ``+CMGS: 17``, ``+CMGS:17,"0412…"`` (the optional <ackpdu> after it is
+    ignored); None when no such line carries one."""
+    for line in lines:
+        if not line.upper().startswith(answer.upper()):
+            continue
+        args = answer_args(line, answer)
+        if args is None:
+            continue
+        lead = len(args) - len(args.lstrip("0123456789"))
+        if lead:
+            return int(args[:lead])
+    return None

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import logging
 import queue
-import re
 import time
 from collections import deque
 from collections.abc import Callable
 
 from ..errors import ModemCommandError, ModemGone, ModemTimeout
+from .answers import parse_reference
 from .port import CALL, DATA, GONE, POKE, STOP, Item, Port
 from .protocol import ATProtocol, Garbage, Prompt, Response, Stray, Urc
 
@@ -27,8 +27,6 @@ logging.addLevelName(TRACE, "TRACE")
 
 #: Resync probes: each answer carries its own line, so none can pass for another's.
 _PROBES = (("AT+CSQ", "+CSQ"), ("AT+CREG?", "+CREG"), ("AT+CPIN?", "+CPIN"))
-
-_NUMBERED = re.compile(r"(\+CM[A-Z]{2}):\s*(\d+)", re.IGNORECASE)
 
 
 class Stopping(Exception):
@@ -205,10 +203,9 @@ class ATSession:
 
     def _reference(self, command: str, ev: Response, answer: str) -> int:
         """The number in ``+CMGS: <mr>`` / ``+CMSS: <mr>`` / ``+CMGW: <index>``."""
-        for line in self._lines_or_raise(command, ev):
-            m = _NUMBERED.match(line)
-            if m and m.group(1).upper() == answer:
-                return int(m.group(2))
+        number = parse_reference(self._lines_or_raise(command, ev), answer)
+        if number is not None:
+            return number
         raise ModemCommandError(f"{command} answered OK without {answer}: <number>")
 
     def wait_urc(self, name: str, timeout: float) -> Urc | None:
