@@ -16,7 +16,8 @@ from hypothesis import strategies as st
 from appliance.modem.answers import (Notice, StoredMessage, parse_cmgl, parse_cmgr,
                                      parse_notice, parse_reference)
 from appliance.modem.atvalues import (Operator, Signal, parse_operator, parse_signal,
-                                      parse_sim_state, parse_storage_use, parse_text_answer)
+                                      parse_sim_state, parse_smsc, parse_storage_use,
+                                      parse_text_answer)
 
 PDU = "07912933035011F0040C9129330350119900005220404124658004D4F29C0E"
 PDU2 = "0791293303501100040C912933035011990008522040412465800400410042"
@@ -235,3 +236,18 @@ def test_text_answer(lines: list[str], value: str) -> None:
 ])
 def test_sim_state(lines: list[str], state: str) -> None:
     assert parse_sim_state(lines) == state
+
+
+# -- +CSCA --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("lines, smsc", [
+    (['+CSCA: "+923000000099",145'], "+923000000099"),
+    (['+CSCA:"03000000099", 129'], "03000000099"),
+    (["+CSCA: +923000000099,145"], "+923000000099"),               # unquoted
+    (['+CSCA: "002B0039003200330030",145'], "002B0039003200330030"),  # UCS-2 after +CSCS
+    (['+CSCA: "",129'], ""),        # blank on the SIM: the 129 is not a number
+    (['+CSCA: "",145'], ""),
+    (["+CSCA: "], ""), ([], ""), (["OK"], ""),
+])
+def test_smsc(lines: list[str], smsc: str) -> None:
+    assert parse_smsc(lines) == smsc

@@ -366,3 +366,18 @@ def test_reply_goes_out_when_the_memory_is_full_of_inbound(tmp_path: Path) -> No
             assert s.inbox(CITIZEN) == ["reply while full"]
         finally:
             m.stop()
+
+
+def test_blank_sms_centre_on_the_sim_is_reported(tmp_path: Path) -> None:
+    """``+CSCA: "",129`` is a SIM with no SMS centre (the 129 is its type, not a number):
+    every send would fail, so start-up says so and names the fix."""
+    from appliance.simulator.bank import ModemSpec, Simulator
+
+    with Simulator(tmp_path / "csca", [ModemSpec()], seed=6) as s:
+        s.modems[0].smsc = ""   # the SIM's stored centre, as a blank SIM holds it
+        m = Modem(settings(s.modems[0]), Handler())
+        m.start()
+        try:
+            assert wait_until(lambda: "no SMS centre number" in m.status().last_error, 10)
+        finally:
+            m.stop()

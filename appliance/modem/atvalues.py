@@ -444,6 +444,23 @@ def parse_sim_state(lines: Iterable[str]) -> str:
     return parse_text_answer(lines).upper()
 
 
+# -- +CSCA (TS 27.005 §3.3.1) -------------------------------------------------------------
+
+def parse_smsc(lines: Iterable[str]) -> str:
+    """``+CSCA: "+923000000099",145`` → the SMS centre number; "" when the SIM holds none.
+    A blank centre is answered ``+CSCA: "",129``: the type of address is there, the number
+    is not, so only the <sca> field counts (it may be UCS-2 hex after ``AT+CSCS="UCS2"``,
+    still digits)."""
+    for line in lines:
+        args = answer_args(line, "+CSCA", anywhere=True)
+        if args is None:
+            continue
+        sca = split_fields(args)[0].text
+        if any(c.isdigit() for c in sca):
+            return sca
+    return ""
+
+
 # -- +CSQ (TS 27.007 §8.5) and +COPS (§7.3) ----------------------------------------------
 
 @dataclass(frozen=True)

@@ -39,8 +39,8 @@ from . import pdu as pdumod
 from .answers import parse_cmgl, parse_cmgr, parse_notice
 from .atvalues import (CNMI_FALLBACKS, CnmiRanges, Registration, choose_cnmi, choose_storage,
                        parse_cnmi_ranges, parse_registration, parse_sim_state,
-                       parse_storage_options, parse_storage_use,
-                       sms_service, ussd_string)
+                       parse_smsc, parse_storage_options, parse_storage_use, sms_service,
+                       ussd_string)
 from .contract import ModemHandler, ModemSettings, ModemState, ModemStatus
 from .families import Family, family_for, registration_reports
 from .interview import identify, read_network
@@ -240,8 +240,7 @@ class Modem:
         if s.smsc:
             sess.run(f'AT+CSCA="{s.smsc}",145', t)
         else:
-            lines = sess.run("AT+CSCA?", t)
-            if not any('"' in line and any(c.isdigit() for c in line) for line in lines):
+            if not parse_smsc(sess.run("AT+CSCA?", t)):
                 self._error(f"modem {self.name}: no SMS centre number on the SIM; "
                             "set smsc in the [[modems]] block")
         if s.cmms:
