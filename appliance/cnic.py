@@ -3,7 +3,7 @@
 Why this is more than ``re.findall(r"\\d{13}")``: people type the number on Urdu keyboards
 (Extended Arabic-Indic digits ۰–۹, U+06F0–U+06F9), Arabic keyboards (٠–٩, U+0660–U+0669) or
 Latin ones, group it ``XXXXX-XXXXXXX-X`` with whatever dash the keyboard offers, and phones
-sprinkle invisible bidi marks around digits written inside Urdu text (FIELD_NOTES, "CNIC and
+sprinkle invisible bidi marks around digits written inside Urdu text (docs/field-notes.md, "CNIC and
 the service"). A wrong reading is worse than none, so the rules below are conservative: a
 number of the wrong length is reported as invalid, never cut or padded into a CNIC.
 
@@ -30,7 +30,7 @@ Rules, in the order they apply:
    number (``0300-1234567``, 11 digits) is reported as an invalid attempt; the responder
    mentions invalid attempts only when the message holds no valid CNIC.
 5. **The last digit is never checked.** ``stdnum.pk.cnic.validate`` refuses a final 0 and
-   unknown province digits; we look every 13-digit number up (FIELD_NOTES: no check digit).
+   unknown province digits; we look every 13-digit number up (docs/field-notes.md: no check digit).
 
 Every function here accepts any ``str`` (lone surrogates included) without raising.
 """

@@ -198,7 +198,7 @@ class ModemConfig:
     """One [[modems]] table: a GSM modem, its SIM, and how hard the unit may drive it.
 
     Pacing and caps exist because operators suspend SIMs that send bulk SMS (about 200
-    identical messages in 15 minutes has been reported to do it; FIELD_NOTES.md).
+    identical messages in 15 minutes has been reported to do it; docs/field-notes.md).
     """
 
     name: str = key(doc="short unique name used in logs and the store", pattern=r"[a-z0-9_-]{1,32}",
@@ -222,7 +222,7 @@ class ModemConfig:
     daily_cap: int = key(2000, doc="most messages sent in any day", bounds=(1, 1_000_000))
     command_timeout_s: float = key(10.0, doc="wait for an ordinary AT command's answer",
                                    unit=_SECONDS, bounds=(0.5, 120))
-    # A real network takes 3-15 s per AT+CMGS (FIELD_NOTES.md, real-network timing).
+    # A real network takes 3-15 s per AT+CMGS (docs/field-notes.md, real-network timing).
     send_timeout_s: float = key(60.0, doc="wait for +CMGS after a PDU", unit=_SECONDS,
                                 bounds=(5, 300))
     storage: str = key("SM", doc="message storage (AT+CPMS)", choices=("SM", "ME", "MT"),
@@ -268,7 +268,7 @@ class RegistryConfig:
 
     path: Path | None = key(None, doc="registry database; default data_dir/registry.db",
                             base="data_dir")
-    # A stale registry must answer "unavailable", never "no record" (DESIGN.md decision 6).
+    # A stale registry must answer "unavailable", never "no record" (docs/design.md decision 6).
     max_age_hours: float = key(72.0, doc="refuse verdicts from a registry older than this",
                                unit=_HOURS, bounds=(1, 2160))
     repository_url: str = key("", doc='TUF repository base URL, "" = no sync',

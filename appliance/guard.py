@@ -1,7 +1,7 @@
 """Who gets an answer: the rules applied before the responder sees a message.
 
 An open SMS number invites floods, scraping and reply loops with other machines, and every
-answer costs credit on a SIM the operator suspends for bulk sending (FIELD_NOTES.md). The
+answer costs credit on a SIM the operator suspends for bulk sending (docs/field-notes.md). The
 rules, in the order :meth:`Guard.check` applies them:
 
 1. **Never answered**: no sender, alphanumeric senders (operators' and banks' broadcasts:

@@ -10,7 +10,7 @@ checks, so both commands describe a modem in the same words.
 
 The suggested ``port`` is the stable name (``/dev/nsor/…`` from the unit's udev rules,
 else ``/dev/serial/by-path/…``) because ``/dev/ttyUSB*`` numbers follow the order in which
-modems happen to start (FIELD_NOTES: Pi practice).
+modems happen to start (docs/field-notes.md: Pi practice).
 """
 
 from __future__ import annotations

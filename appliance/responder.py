@@ -1,7 +1,7 @@
 """SMS text → verdicts → one reply text (pure, apart from :func:`load_templates`).
 
 The responder is where the safety rules of the service live, so they are in one place and
-testable without a modem or a database (DESIGN.md, decision 6):
+testable without a modem or a database (docs/design.md, decision 6):
 
 * A "convict" reply needs an exact match: the record returned for a CNIC must carry that
   CNIC and be ``active``; a ``removed`` record answers as no record.

@@ -41,7 +41,7 @@ def write_config(path: Path, sim: Any, registry: Path, *, send_timeout_s: float,
     the setting is operator safety rather than engineering:
 
     * ``min_interval_s = 0``, caps at their maxima: pacing exists so that operators do not
-      suspend a SIM for bulk sending (FIELD_NOTES); it is not a throughput limit and would
+      suspend a SIM for bulk sending (docs/field-notes.md); it is not a throughput limit and would
       otherwise be the only thing measured.
     * everything else (health checks, SIM sweeps, delivery reports, guard, audit) stays at
       the firmware defaults: the benchmark measures the unit as shipped.

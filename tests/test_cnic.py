@@ -1,6 +1,6 @@
 """appliance.cnic: how the text of one SMS is read into CNICs.
 
-The table covers what FIELD_NOTES reports people actually send; the properties check that
+The table covers what docs/field-notes.md reports people actually send; the properties check that
 no text makes the parser raise and that a wrong-length number is never cut or padded.
 """
 

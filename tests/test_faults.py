@@ -294,7 +294,7 @@ def test_all_faults_mixed_at_random(tmp_path: Path, sample_registry: Path,
 # -- a burst of 5,000 ------------------------------------------------------------------------------
 
 BURST = 5000
-CMGS_S = 3.0          # simulated AT+CMGS (a real network: 3-15 s, FIELD_NOTES.md)
+CMGS_S = 3.0          # simulated AT+CMGS (a real network: 3-15 s, docs/field-notes.md)
 BURST_SCALE = 0.01    # … run at 1/100: 30 ms
 
 

@@ -170,7 +170,7 @@ def test_smsc_prefix_is_excluded_from_the_cmgs_length() -> None:
 def test_octets_equal_gsmmodem_where_it_is_right(text: str) -> None:
     """Single parts and 8-bit-reference parts of BMP text: byte-identical to the library.
 
-    The library puts the concatenation reference in TP-MR too (FIELD_NOTES B9), so TP-MR
+    The library puts the concatenation reference in TP-MR too (docs/field-notes.md B9), so TP-MR
     (octet 2: after the SMSC byte and the first octet) is compared separately.
     """
     ours = encode_submit("+923001234567", text, reference=0x42, status_report=True,
@@ -284,7 +284,7 @@ def test_national_forms_are_sent_as_international_numbers(raw: str) -> None:
 
 
 def test_gsmmodem_alone_would_send_a_dashed_number_as_alphanumeric() -> None:
-    """The defect the normalisation exists for (FIELD_NOTES, last row)."""
+    """The defect the normalisation exists for (docs/field-notes.md, last row)."""
     (lib,) = encodeSmsSubmitPdu("0300-1234567", "x", requestStatusReport=False)
     assert str(lib)[6:10].endswith("D0")
 

@@ -74,7 +74,7 @@ def test_decode_dcs_variants(dcs: int, ud: str, udl: int, text: str, encoding: s
 
 
 def test_gsmmodem_decoder_garbles_what_we_read() -> None:
-    """Why decode() does not call decodeSmsPdu (FIELD_NOTES B12, B13)."""
+    """Why decode() does not call decodeSmsPdu (docs/field-notes.md B12, B13)."""
     assert decodeSmsPdu(deliver_pdu(0x48, "0633064406270645", 8))["text"] != "سلام"
     assert decodeSmsPdu(deliver_pdu(0xF5, "0102414243", 5))["text"] != "\x01\x02ABC"
     assert decodeSmsPdu(deliver_pdu(0x08, "D83DDE00", 4))["text"] == "\ud83d\ude00"

@@ -19,7 +19,7 @@ CITIZEN = "+923001234567"
 def test_python_gsmmodem_connects_sends_and_receives(tmp_path: Path, profile: str) -> None:
     received: list[str] = []
     with Simulator(tmp_path, 1, profile=profile, time_scale=0.01) as sim:
-        # The library always asks for status reports (FIELD_NOTES B10) and reads only the
+        # The library always asks for status reports (docs/field-notes.md B10) and reads only the
         # first +CDSI of a burst (B2); keep reports out of this test so it ends cleanly.
         sim.modems[0].faults.report_delay = 1e9
         modem = GsmModem(sim.modems[0].port, 115200,

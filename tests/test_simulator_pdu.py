@@ -86,7 +86,7 @@ def test_status_report_decoded_by_reference_decoder() -> None:
 
 
 def test_submit_decoder_keeps_surrogate_pairs() -> None:
-    body = "ok 😀".encode("utf-16-be")  # gsmmodem.pdu cannot encode this (FIELD_NOTES B13)
+    body = "ok 😀".encode("utf-16-be")  # gsmmodem.pdu cannot encode this (docs/field-notes.md B13)
     pdu = "0001000C9129031032547600" "08" + f"{len(body):02X}" + body.hex().upper()
     assert sim_pdu.decode_submit(pdu).text == "ok 😀"
 

@@ -11,7 +11,7 @@ thread asks :meth:`Bank.next_job` when it is free. The policy, as the service is
   takes it when that SIM is unavailable and none of its parts has left, or when the SIM
   has been unavailable for ``move_after_s`` (a split reply, counted by the store);
 * pacing: a minimum interval between two replies on one SIM, and rolling hourly/daily caps
-  on parts, because operators suspend SIMs that send in bursts (FIELD_NOTES: ~200 SMS in
+  on parts, because operators suspend SIMs that send in bursts (docs/field-notes.md: ~200 SMS in
   15 minutes has cost a SIM);
 * a modem on which N replies in a row failed leaves the rotation for a cooldown; the next
   health report after the cooldown re-admits it. The streak is the modem's, not a reply's:

@@ -1,7 +1,7 @@
 """SMS PDUs for the appliance: the one place that knows TS 23.040 / TS 23.038.
 
 A shim over python-gsmmodem-new's ``gsmmodem.pdu`` (its validity-period tables are kept;
-the GSM-7 tables are TS 23.038's own, in ``pdu_text``) that adds what FIELD_NOTES B9, B10
+the GSM-7 tables are TS 23.038's own, in ``pdu_text``) that adds what docs/field-notes.md B9, B10
 and B13 found missing: surrogate-safe UCS-2 (emoji), DCS normalisation, our own per-modem
 concatenation reference (8- or 16-bit), optional status reports, national numbers
 normalised instead of being sent as alphanumeric addresses, reassembly of concatenated

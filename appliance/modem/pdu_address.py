@@ -1,7 +1,7 @@
 """Phone numbers and the semi-octet fields of a PDU: addresses, time stamps, validity.
 
 Why our own number normalisation: gsmmodem's ``_encodeAddressField`` sends anything that
-is not ``[0-9]+`` or ``+[0-9]+`` as an *alphanumeric* address (FIELD_NOTES, "numbers
+is not ``[0-9]+`` or ``+[0-9]+`` as an *alphanumeric* address (docs/field-notes.md, "numbers
 encoded as alphanumeric"), so ``0300-1234567`` would be delivered nowhere. Every number is
 normalised first (``+923001234567``) and an alphanumeric destination is refused outright.
 """
@@ -30,7 +30,7 @@ SHORT_CODE_MAX = 6
 _NUMBER = re.compile(r"\+?[0-9]+")
 # Semi-octet values 0xA-0xE (TS 23.040 §9.1.2.3); 0xF is the filler.
 _BCD = "0123456789*#abc"
-# Marks phones put around numbers (FIELD_NOTES: bidi marks, U+2010-2015, U+2212).
+# Marks phones put around numbers (docs/field-notes.md: bidi marks, U+2010-2015, U+2212).
 _INVISIBLE = {"\u200e", "\u200f", "\u061c", "\u202a", "\u202b", "\u202c", "\u2066",
               "\u2067", "\u2068", "\u2069", "\ufeff"}
 
@@ -170,7 +170,7 @@ def decode_address_value(toa: int, length: int, data: bytes) -> str:
 def decode_timestamp(data: bytes) -> datetime | None:
     """TP-SCTS / TP-DT (TS 23.040 §9.2.3.11): aware datetime, or None if malformed.
 
-    A malformed stamp must not cost the citizen an answer (FIELD_NOTES B12), so it yields
+    A malformed stamp must not cost the citizen an answer (docs/field-notes.md B12), so it yields
     None instead of an error. Years 90-99 are 1990s, the rest 2000s (Gammu's convention).
     """
     nibbles = [(octet & 0x0F, octet >> 4) for octet in data]

@@ -3,7 +3,7 @@
 Why not ``gsmmodem.pdu.decodeSmsPdu``: it reads DCS groups other than 00xx (0x48, 0xF5)
 as GSM-7 garbage, hands back emoji as two lone surrogates, raises ``ValueError`` on a
 malformed time stamp, drops a final ``'@'``, reads 8-bit data past TP-UDL into the SIM's
-0xFF padding, and skips the type-of-address octet of an empty address (FIELD_NOTES B12,
+0xFF padding, and skips the type-of-address octet of an empty address (docs/field-notes.md B12,
 B13; tests/test_pdu_decode.py shows the first four). The header layout is simple enough
 to read here with a bounds check on every octet, reusing the library's character tables
 through ``pdu_text``.

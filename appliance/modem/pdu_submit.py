@@ -1,7 +1,7 @@
 """Encoding replies as SMS-SUBMIT PDUs for ``AT+CMGS=<length>`` (TS 27.005 §3.5.1).
 
 Why not ``gsmmodem.pdu.encodeSmsSubmitPdu`` as it stands: it uses TP-MR as the
-concatenation reference (FIELD_NOTES B9: the next message reuses it, 8-bit only, and a
+concatenation reference (docs/field-notes.md B9: the next message reuses it, 8-bit only, and a
 16-bit reference overflows the TP-MR octet), its UCS-2 split cuts emoji in half and its
 UCS-2 encoder raises on them (B13). Here the first octet, the concatenation UDH and the
 split are ours; the character tables are the library's (see ``pdu_text``), and

@@ -13,7 +13,7 @@ bit-level work is ours too, because the library's versions fail on cases this un
 * ``unpackSeptets`` drops a final ``'@'`` (septet 0) that ends on an octet boundary, and
   reads past TP-UDL into trailing padding.
 * ``divideTextUcs2`` splits surrogate pairs and ``encodeUcs2`` raises ``ValueError`` on any
-  character outside the BMP (an emoji), FIELD_NOTES B13.
+  character outside the BMP (an emoji), docs/field-notes.md B13.
 
 Everything here is pure: values in, values out.
 """

@@ -1,7 +1,7 @@
 """Sans-I/O AT command core: bytes from a modem in, events out.
 
 Why: python-gsmmodem-new appends every line to a pending command's response (URCs lost,
-FIELD_NOTES B1), dies on one non-UTF-8 byte (B3), takes a late answer for the next
+docs/field-notes.md B1), dies on one non-UTF-8 byte (B3), takes a late answer for the next
 command's (B4) and loses a ``+CDS`` split across reads (B14). Framing is the hard part, so
 it lives here without serial, threads, clocks or logging and is tested byte by byte, as h11
 does for HTTP: ``command()``/``pdu()`` return bytes to write, ``receive_data()`` takes bytes

@@ -3,7 +3,7 @@
 The session feeds every byte from the inbox through the sans-I/O core
 (:mod:`appliance.modem.protocol`). Whatever is not the answer to the running command is set
 aside, never lost: URCs go to ``urcs`` (a +CMTI inside an ``AT+CMGS`` exchange is still
-read, FIELD_NOTES B1), and work items that arrive meanwhile go to ``deferred``.
+read, docs/field-notes.md B1), and work items that arrive meanwhile go to ``deferred``.
 
 ``AT+CMGS=n`` → ``> `` → PDU + Ctrl-Z → ``+CMGS: mr`` is :meth:`submit`: one call, so no
 other command can land inside the PDU (B5).

@@ -11,7 +11,7 @@ exactly like an absent CNIC, so no code path can turn it into a "convict" reply.
 
 A missing or unreadable registry is *not* "no record": :meth:`Registry.lookup` raises
 :class:`~appliance.errors.RegistryError`, and the responder answers "service temporarily
-unavailable" (DESIGN.md decision 6). :func:`is_stale` applies the same rule to age.
+unavailable" (docs/design.md decision 6). :func:`is_stale` applies the same rule to age.
 
 Every row a lookup reads is checked against its signed record digest (``seal.py``) before
 it can become a verdict, and :meth:`Registry.verify` checks the whole content against the

@@ -15,7 +15,7 @@ from appliance.errors import RegistryError
 
 #: Relation of the offender to the parent/husband named in ``parent_*`` ("son of",
 #: "daughter of", "wife of"), as printed on the CNIC card. The reply takes it from here,
-#: never from the CNIC's last digit (FIELD_NOTES: "never guess it from the last digit").
+#: never from the CNIC's last digit (docs/field-notes.md: "never guess it from the last digit").
 RELATIONS: tuple[str, ...] = ("s/o", "d/o", "w/o")
 
 #: "removed" records are kept so that a sync can honour a removal; they answer as no record.

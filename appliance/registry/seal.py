@@ -1,4 +1,4 @@
-"""Digests that tie every verdict to what the publisher signed (DESIGN.md decision 8).
+"""Digests that tie every verdict to what the publisher signed (docs/design.md decision 8).
 
 SQLite's ``integrity_check`` sees a broken B-tree, not a changed digit: one flipped bit in
 an offender's CNIC leaves a valid file in which an innocent number is a "convict" and the

@@ -1,6 +1,6 @@
 """Faults a simulated modem can show, switchable while it runs.
 
-Each field reproduces a failure seen in the field (FIELD_NOTES.md): slow ``AT+CMGS``
+Each field reproduces a failure seen in the field (docs/field-notes.md): slow ``AT+CMGS``
 (3-15 s on real networks), transient ``+CMS ERROR`` (500, 38), firmware hangs that need a
 replug, lost ``+CMTI``, URCs landing inside a command response, a stray 0xFF byte in a
 balance text, a slow ``> `` prompt, loss of registration, a full SIM. Tests and the
