@@ -88,6 +88,7 @@ def play(steps: list[Step], chunker: Chunker, *, tolerant: bool = False,
     """Replay a transcript; ``tolerant`` skips sends the (corrupted) stream did not allow."""
     proto = proto or ATProtocol()
     seen: list[Event] = []
+    sent_at = 0  # len(seen) when the last command was written
     for kind, arg in steps:
         if kind == "<":
             assert isinstance(arg, bytes)
@@ -100,8 +101,11 @@ def play(steps: list[Step], chunker: Chunker, *, tolerant: bool = False,
             if tolerant and proto.pending:
                 proto.abort()
             assert proto.command(arg, prompt=kind == ">>") == arg.encode() + b"\r"
+            sent_at = len(seen)
         elif kind == ">pdu":
-            if not tolerant or (seen and isinstance(seen[-1], Prompt)):
+            # Tolerant: only after a prompt for *this* command (a corrupted stream can lose
+            # it, leaving an earlier command's Prompt as the last event seen).
+            if not tolerant or (len(seen) > sent_at and isinstance(seen[-1], Prompt)):
                 assert proto.pdu(arg) == arg.encode() + b"\x1a"
         elif kind == ">esc":
             pending = proto.pending
