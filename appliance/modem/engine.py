@@ -412,6 +412,16 @@ class Modem:
                 if timeouts >= 3 or not sess.resync(min(3.0, s.command_timeout_s)):
                     raise ModemTimeout(f"modem {self.name} stopped answering; reopening") \
                         from exc
+                # A send cut short may have left a part "stored" whose AT+CMSS was never
+                # answered. Ask its slot now, before the reply resumes on this SIM (in about
+                # a second): a part that did leave must not be sent again.
+                try:
+                    self.sender.resolve_stored(sess)
+                except ModemCommandError as again:
+                    self._error(f"modem {self.name}: {again}")
+                except ModemTimeout as again:
+                    raise ModemTimeout(f"modem {self.name} stopped answering; reopening") \
+                        from again
                 continue
             if sent or sess.urcs or self._pending_reads or self._listed:
                 continue
