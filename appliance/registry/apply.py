@@ -26,10 +26,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from appliance.cnic import normalise_cnic
 from appliance.errors import DeltaUnusable, SchemaError, SyncError, UnsignedMassRemoval
 from appliance.migrate import open_and_upgrade
 from appliance.registry.formats import DeltaRef, Index, decompress_file, read_delta
-from appliance.cnic import normalise_cnic
 from appliance.registry.importer import _fsync, validate_row
 from appliance.registry.lookup import BUSY_TIMEOUT_MS
 from appliance.registry.models import (

@@ -19,10 +19,12 @@ signed content digest. A verification that passes also keeps the file's active C
 sorted 64-bit integers (8 MB at 1M records): a lookup that finds nothing, in the same
 file at the same signed content, asks them, so a row lost since (a CNIC digit flipped
 on the card, a page gone) is "unavailable" at once instead of "no record" until the next
-verification. It costs a no-record lookup one point query on ``registry_seal``. Either failure makes the registry *corrupt*: every later lookup
-raises :class:`RegistryCorrupt` (so the citizen is told "service temporarily unavailable")
-until a verification of the file at ``path`` passes again, which is what the repair
-(a fresh snapshot) brings. ``on_corrupt(message)`` is told once per transition.
+verification. It costs a no-record lookup one point query on ``registry_seal``.
+
+Either failure makes the registry *corrupt*: every later lookup raises
+:class:`RegistryCorrupt` (so the citizen is told "service temporarily unavailable") until
+a verification of the file at ``path`` passes again, which is what the repair (a fresh
+snapshot) brings. ``on_corrupt(message)`` is told once per transition.
 """
 
 from __future__ import annotations

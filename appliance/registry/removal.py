@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from appliance.errors import MassRemovalRefused, RegistryError, UnsignedMassRemoval
+from appliance.errors import MassRemovalRefused, RegistryError
 
 #: The share of the active records one version may remove without a signed reason.
 DEFAULT_MAX_REMOVAL_PERCENT = 5.0
