@@ -104,7 +104,11 @@ def _run(args: argparse.Namespace) -> int:
     for modem in sim.modems:
         modem.faults.cmgs_latency = args.latency
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    # Ctrl-C and SIGTERM stop the bank cleanly. SIGINT is set here, not left to Python's
+    # KeyboardInterrupt: a process started with SIGINT ignored (from a script's background
+    # job, as CI may run it) would otherwise never stop on it.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
     with sim:
         server = _ControlServer(control, sim)
         threading.Thread(target=server.serve_forever, name="sim-control", daemon=True).start()
