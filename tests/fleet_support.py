@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from tests.conftest import FIRMWARE_CONFIG
+from tests.conftest import FIRMWARE_CONFIG, wait_until
 
 FLEET_DIR = FIRMWARE_CONFIG / "fleet"
 CENTRE_PASSWORD = "centre-secret"
@@ -120,10 +120,8 @@ class Broker:
         if self.proc is not None and self.proc.poll() is None:
             reloads = self._log_count("Reloading config")
             self.proc.send_signal(signal.SIGHUP)
-            deadline = time.monotonic() + 10
-            while self._log_count("Reloading config") <= reloads:
-                assert time.monotonic() < deadline, "mosquitto did not reload on SIGHUP"
-                time.sleep(0.02)
+            assert wait_until(lambda: self._log_count("Reloading config") > reloads, 10), \
+                "mosquitto did not reload on SIGHUP"
         return password
 
     def _log_count(self, text: str) -> int:
