@@ -1,15 +1,15 @@
 """The unit: store, registry, responder and modem bank wired together, with a lifecycle.
 
-``Service`` is the :class:`~appliance.modem.engine.ModemHandler` of every modem. Its
-callbacks run in the modem owner threads, so the per-SMS path has no thread hop:
+``Service`` is the :class:`~appliance.modem.ports.Inbox` of every modem; the
+:class:`~appliance.outbox.Outbox` is their other port. Both run in the modem owner threads,
+so the per-SMS path has no thread hop:
 
     on_inbound:  record the PDU (committed) → reassemble → guard → respond → queue the
-                 reply (committed) → poke the modem     … then the engine deletes it
-    next_job:    the bank's policy claims the next reply from state.db
-    plan_encoded: a reply's parts, reference and PDUs committed before its first part leaves
-    part_sent:   each ``+CMGS: mr`` recorded at once (a crash between parts is then known)
-    job_done:    sent, or retry (on the same SIM, from the first unsent part) / failed /
-                 move to another SIM, by error class
+                 reply (committed) → wake the modem     … then the engine deletes it
+    on_status:   alarms for a modem down, the SIM's first start (its older messages)
+    on_balance:  the low-credit alarm; a recharged modem back into rotation
+
+Everything after "queued" (which modem, pacing, retries, crash recovery) is the outbox's.
 
 A failure after the inbound row is committed never blocks the SIM delete: the row stays
 ``new`` (or ``part``) and the periodic jobs answer it later; ``start()`` answers any such row
@@ -31,7 +31,6 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from . import __version__, journal, reply_budget, retention, systemd
 from .alarms import Alarms
-from .backoff import Backoff
 from .cnic import parse_message
 from .config import Config
 from .control import ControlServer, socket_path as control_socket_path
@@ -42,17 +41,16 @@ from .guard import VERDICT_KINDS, Guard, GuardVerdict
 from .history import History, counts_since, sample
 from .inbound_age import AgeRules, judge_age
 from .modem import pdu as pdumod
-from .modem.bank import Bank, SlotSettings
 from .modem.engine import Modem, ModemSettings, ModemState, ModemStatus
-from .outbound import ErrorClass, State, classify
+from .outbox import Outbox
+from .outbox.bank import SlotSettings
 from .registry.lookup import Registry, RegistryInfo, is_stale
 from .registry.status import sync_status
 from .responder import (
     Policy, RegistryState, Templates, limit_reply, load_templates, respond,
 )
 from .service_requests import ServiceRequests
-from .sms_queue import queue_sms
-from .store import Job, Outbound, PlanPart, Store, StoredPart, SubmittedPart, db, write_txn
+from .store import Store, db, write_txn
 from .wording import plural
 
 if TYPE_CHECKING:  # the fleet link loads paho, so only when it is enabled
@@ -62,13 +60,6 @@ if TYPE_CHECKING:  # the fleet link loads paho, so only when it is enabled
 log = logging.getLogger(__name__)
 
 Listener = Callable[[str, dict[str, Any]], None]
-
-#: Longer than any send can take (parts × send timeout): a reply still "sending" after this
-#: belongs to a modem that died mid-send and never came back to resolve it.
-STUCK_SENDING_S = 1800.0
-
-#: Link failures (timeouts, unplugs) a reply may meet, per allowed attempt, before it fails.
-LINK_FAILURES_PER_ATTEMPT = 3
 
 #: A modem must stay down this long before it is an alarm (and maybe an SMS).
 MODEM_DOWN_ALARM_AFTER_S = 60.0
@@ -125,21 +116,18 @@ class Service:
         self.replies_total: dict[str, int] = {}
         self._replies_lock = threading.Lock()
         self._replies_sampled: dict[str, int] = {}
-        rel = config.reliability
-        self.backoff = Backoff(rel.retry_base_s, rel.retry_max_s)
         enabled = [m for m in config.modems if m.enabled]
-        self.bank = Bank(self.store, [(m.name, SlotSettings(m.min_interval_s, m.hourly_cap,
-                                                           m.daily_cap)) for m in enabled],
-                         block_after_failures=rel.block_after_failures,
-                         block_cooldown_s=rel.block_cooldown_s, move_after_s=rel.move_after_s,
-                         on_alarm=self.alarms.raise_,
-                         on_clear=self.alarms.clear)
+        self.outbox = Outbox([(m.name, SlotSettings(m.min_interval_s, m.hourly_cap, m.daily_cap))
+                              for m in enabled], config.reliability,
+                             country_code=config.unit.country_code, alarms=self.alarms,
+                             emit=self._emit)
         self.modems: dict[str, Modem] = {}
         for m in enabled:
-            modem = Modem(ModemSettings.from_config(m, config.unit.country_code), self,
-                          concat_ref_start=self.store.last_concat_ref(m.name))
+            modem = Modem(ModemSettings.from_config(m, config.unit.country_code),
+                          self, self.outbox,
+                          concat_ref_start=self.outbox.concat_ref_start(m.name))
             self.modems[m.name] = modem
-            self.bank.pokers[m.name] = modem.poke
+            self.outbox.attach(m.name, modem.poke)
         self.scheduler = BackgroundScheduler(timezone=config.registry.timezone)
         self._registry_view: RegistryView | None = None
         self._registry_lock = threading.Lock()
@@ -149,7 +137,6 @@ class Service:
         self.modem_down_alarm_after_s = modem_down_alarm_after_s
         self.health_check_s = health_check_s
         self.watchdog_grace_s = watchdog_grace_s
-        self.stats = {"crash_resent": 0, "crash_sent": 0}
         lim = config.limits
         self.age_rules = AgeRules(history_margin_s=lim.history_margin_minutes * 60,
                                   late_after_s=lim.late_after_minutes * 60)
@@ -168,11 +155,7 @@ class Service:
     # -- lifecycle -------------------------------------------------------------------------
 
     def start(self) -> None:
-        sent, resent = self.store.recover_after_crash()
-        self.stats.update(crash_sent=sent, crash_resent=resent)
-        if resent:
-            log.warning("%s on the air when the unit stopped; each resumes at its "
-                        "first unsent part", plural(resent, "reply was", "replies were"))
+        self.outbox.recover()
         if self.config.registry_path.exists():
             # Verified before the first answer (2.4 s at 1M records on the dev box): a row
             # lost while the unit was off must not answer "no record" (registry/integrity.py
@@ -252,6 +235,7 @@ class Service:
 
     def stop(self) -> None:
         self._stop.set()
+        self.outbox.close()
         if self.fleet is not None:
             self.fleet.stop()
         server = getattr(self, "status_server", None)
@@ -298,7 +282,7 @@ class Service:
                 log.error("modem %s owner stuck for %.0f s", name, now - modem.heartbeat)
                 ok = False
         ready = sum(m.status().state == ModemState.READY for m in self.modems.values())
-        summary = (f"{ready}/{len(self.modems)} modems ready, {self.store.pending_count()} "
+        summary = (f"{ready}/{len(self.modems)} modems ready, {self.outbox.pending_count()} "
                    f"queued, registry {self.registry_view().state.name.lower()}")
         return ok, summary
 
@@ -322,9 +306,9 @@ class Service:
                 view = self._registry_view = RegistryView(info, state, time.monotonic())
             return view
 
-    # -- ModemHandler: inbound -------------------------------------------------------------
+    # -- the Inbox port (modem owner threads) ----------------------------------------------
 
-    def on_inbound(self, modem: str, pdu_hex: str, decoded: Any) -> None:
+    def on_inbound(self, modem: str, pdu_hex: str, decoded: pdumod.Deliver | PduError) -> None:
         key = pdumod.pdu_hash(pdu_hex)
         if isinstance(decoded, PduError):
             qid, created = self.store.record_inbound(modem=modem, pdu_hash=key, pdu=pdu_hex,
@@ -333,7 +317,7 @@ class Service:
                 journal.sms_in(modem=modem, sender=None, cnic_hmacs=(), verdict="quarantined",
                                parts=1, inbound_ids=[qid], reason=str(decoded)).log()
             return
-        d: pdumod.Deliver = decoded
+        d = decoded
         concat = d.concat if d.concat is not None and d.concat.total > 1 else None
         sent_at = d.timestamp.timestamp() if d.timestamp else None
         fields = dict(
@@ -426,10 +410,8 @@ class Service:
             reply = limit_reply(self.templates, self.policy)
         else:
             reply = respond(text, self.registry.lookup, self.templates, self.policy, view.state)
-        oid, recipient = queue_sms(self.store, to=sender,
-                                   country_code=self.config.unit.country_code,
-                                   text=reply.text, kind=reply.kind, preferred_modem=modem,
-                                   inbound_ids=ids)
+        oid, recipient = self.outbox.queue(to=sender, text=reply.text, kind=reply.kind,
+                                           preferred_modem=modem, inbound_ids=ids)
         self.guard.record(sender, reply, ids, oid, modem)
         if self.fleet is not None and reply.kind in VERDICT_KINDS:
             self.fleet.record_hits(reply.verdicts, recipient, modem)  # rows, in this txn
@@ -450,7 +432,7 @@ class Service:
                                    + "; every query is answered 'service unavailable'")
             self._emit("queued", modem=modem, recipient=recipient, text=reply.text,
                        kind=reply.kind, id=oid)
-            self.bank.poke(modem)
+            self.outbox.wake(modem)
         return after
 
     def _hmacs(self, text: str, cnics: tuple[str, ...] = ()) -> list[str]:
@@ -469,11 +451,7 @@ class Service:
     def _answer_leftovers(self) -> None:
         """Answer rows a crash or an error left ``new`` (their SIM copy is already gone),
         and requeue replies whose modem never came back to say whether they left."""
-        stuck = self.store.requeue_stuck(time.time() - STUCK_SENDING_S)
-        if stuck:
-            log.warning("%s stuck in 'sending' (modem gone); sending again",
-                        plural(stuck, "reply", "replies"))
-            self.bank.poke(None)
+        self.outbox.requeue_stuck()
         for row in self.store.inbound_with_status("new", older_than=time.time() - 1):
             try:
                 self._answer_now(row.modem, [row.id], row.sender or "", row.sender_type,
@@ -513,134 +491,12 @@ class Service:
                                 retention_days=self.config.privacy.message_retention_days,
                                 hashers=hashers)
 
-    def on_status_report(self, modem: str, report: Any) -> None:
-        changed = self.store.match_report(modem, report.reference, report.status,
-                                          report.delivered, report.final)
-        if changed is not None:
-            self._emit("report", modem=modem, id=changed, delivered=report.delivered)
-
-    # -- ModemHandler: outbound ------------------------------------------------------------
-
-    def next_job(self, modem: str) -> Job | None:
-        if self._stop.is_set():
-            return None
-        return self.bank.next_job(modem)
-
-    def plan_encoded(self, job: Job, parts: list[PlanPart]) -> Job:
-        return self.store.record_plan(job, parts)
-
-    def part_sent(self, job: Job, part: SubmittedPart) -> None:
-        self.store.record_parts(job, [part])
-        self.bank.part_sent(job.modem, part.submitted_at)
-
-    def part_stored(self, job: Job, part: SubmittedPart) -> None:
-        self.store.record_stored(job, part)
-
-    def stored_parts(self, modem: str) -> list[StoredPart]:
-        return self.store.stored_parts(modem)
-
-    def part_resolved(self, part: StoredPart, *, sent: bool, mr: int | None) -> None:
-        self.store.resolve_part(part.part_id, sent=sent, mr=mr)
-        log.info("reply %d: a part stored before the stop was %s", part.outbound_id,
-                 "sent" if sent else "not sent")
-
-    def recovery_done(self, modem: str) -> None:
-        sent, resent = self.store.recover_after_crash(modem)
-        self.stats["crash_sent"] += sent
-        self.stats["crash_resent"] += resent
-        if resent:
-            self.bank.poke(modem)
-
-    def job_done(self, job: Job, error: BaseException | None,
-                 parts: list[SubmittedPart]) -> None:
-        now = time.time()
-        if error is None:
-            self.store.move(job.outbound_id, State.SENT, sent_at=now, last_error=None)
-            self.bank.send_succeeded(job.modem)
-            self.alarms.clear("reply_failed")  # replies are leaving again
-            self._journal_reply(job, "sent", len(parts))
-            self._emit("sent", modem=job.modem, recipient=job.recipient, text=job.text,
-                       id=job.outbound_id, parts=len(parts))
-            return
-        cls = classify(error)
-        reason = str(error)
-        rel = self.config.reliability
-        if cls is not ErrorClass.LINK:
-            # Refused, so it never left (a link failure leaves a stored part to be asked
-            # about when the modem is back).
-            self.store.unstore_refused(job)
-        link_limit = LINK_FAILURES_PER_ATTEMPT * rel.max_attempts
-        if cls is ErrorClass.LINK and self.store.link_failures(job.outbound_id) + 1 >= link_limit:
-            # Every modem it met hung or vanished: something about this reply (or the whole
-            # bank) is wrong. Stop and tell a technician rather than retry for ever.
-            self.store.move(job.outbound_id, State.FAILED, last_error=reason,
-                            link_failures=Outbound.link_failures + 1)
-            self.bank.send_failed(job.modem, modem_fault=False, reason=reason,
-                                  reply=job.outbound_id)
-            self.alarms.raise_("reply_failed", f"reply {job.outbound_id} failed: {link_limit} "
-                               f"timeouts or disconnects while sending; last: {reason}")
-        elif cls is ErrorClass.LINK:
-            # A hung or unplugged modem is not the reply's fault: the attempt is given back
-            # and the reply waits for its SIM to come back (another modem takes it at once
-            # if none of its parts has left, or after move_after_s).
-            self.store.move(job.outbound_id, State.RETRY, last_error=reason,
-                            attempts=Outbound.attempts - 1, next_attempt_at=now + 1.0,
-                            link_failures=Outbound.link_failures + 1)
-            self.bank.send_failed(job.modem, modem_fault=False, reason=reason,
-                                  reply=job.outbound_id)
-        elif cls is ErrorClass.MODEM:
-            # Not the reply's fault: give it back without spending an attempt.
-            self.store.move(job.outbound_id, State.QUEUED, last_error=reason,
-                            attempts=Outbound.attempts - 1)
-            self.bank.send_failed(job.modem, modem_fault=True, reason=reason,
-                                  reply=job.outbound_id)
-        elif cls is ErrorClass.PERMANENT or job.attempt >= rel.max_attempts:
-            self.store.move(job.outbound_id, State.FAILED, last_error=reason)
-            self.bank.send_failed(job.modem, modem_fault=False, reason=reason,
-                                  reply=job.outbound_id)
-            self.alarms.raise_("reply_failed", f"reply {job.outbound_id} failed after "
-                               f"{plural(job.attempt, 'attempt', 'attempts')}: {reason}")
-        else:
-            # Temporary (congestion: +CMS ERROR 500, 38): again in seconds, on the same SIM,
-            # from the first unsent part. The streak restarts when a part got through.
-            streak = 1 if parts else job.sim_attempts + 1
-            if streak >= rel.attempts_per_sim:
-                self.store.release_plan(job.outbound_id, f"{streak} failed tries in a row on "
-                                        f"{job.modem}; last: {reason}")
-                streak = 0
-            self.store.move(job.outbound_id, State.RETRY, last_error=reason,
-                            sim_attempts=streak,
-                            next_attempt_at=now + self.backoff.delay(max(1, streak)))
-            self.bank.send_failed(job.modem, modem_fault=False, reason=reason,
-                                  reply=job.outbound_id)
-        self._journal_reply(job, None, len(parts), reason)
-        self._emit("failed", modem=job.modem, id=job.outbound_id, error=reason,
-                   error_class=cls.value)
-
-    def _journal_reply(self, job: Job, outcome: str | None, parts_sent: int,
-                       error: str = "") -> None:
-        """The journal line of one reply leaving (or not): its kind, part count and (after
-        a failure) new state are read back from its row (the job carries none of them)."""
-        try:
-            row = (Outbound.select(Outbound.kind, Outbound.parts, Outbound.status)
-                   .where(Outbound.id == job.outbound_id).first())
-            if outcome is None:  # queued again without spending an attempt: "requeued"
-                outcome = {"queued": "requeued"}.get(row.status, row.status) if row else "?"
-            journal.reply_out(modem=job.modem, recipient=job.recipient,
-                              reply_id=job.outbound_id,
-                              verdict=(row.kind if row else None) or "reply",
-                              parts=(row.parts if row else None) or parts_sent,
-                              attempt=job.attempt, outcome=outcome, error=error).log()
-        except Exception:  # a log line must never turn a sent reply into a failed one
-            log.exception("reply %d: journal line failed", job.outbound_id)
-
     def on_status(self, status: ModemStatus) -> None:
         sim = (status.identity.get("imsi") or status.name) if status.identity else None
         if sim is not None and self._first_sim.get(status.name) != sim:
             # A new modem, or a SIM swapped in while the unit ran (its IMSI changed).
             self._first_start[status.name] = self._sim_first_start(status)
             self._first_sim[status.name] = sim
-        self.bank.on_status(status)
         if status.state == ModemState.READY:
             self._down_since.pop(status.name, None)
             self.alarms.clear(f"modem_down:{status.name}")
@@ -679,8 +535,7 @@ class Service:
                                f"{threshold:.2f}; recharge the SIM")
         else:
             self.alarms.clear(kind)
-            if self.bank.snapshot().get(modem, {}).get("credit_blocked"):
-                self.bank.readmit(modem)  # recharged: back into rotation
+            self.outbox.balance_ok(modem)  # recharged: back into rotation
         self._emit("balance", modem=modem, amount=amount)
 
     # -- periodic --------------------------------------------------------------------------
@@ -711,7 +566,7 @@ class Service:
             self.alarms.raise_("registry_" + view.state.name.lower(),
                                f"registry at {view.info.path} is {view.state.name.lower()}")
         self._check_reply_names()
-        pending = self.store.pending_count()
+        pending = self.outbox.pending_count()
         if pending >= self.config.alarms.queue_warn:
             self.alarms.raise_("queue_growing", f"{pending} replies waiting")
         else:
@@ -745,9 +600,8 @@ class Service:
             self.alarms.clear("reply_names")
 
     def _queue_alarm_sms(self, number: str, text: str) -> None:
-        oid, _ = queue_sms(self.store, to=number, country_code=self.config.unit.country_code,
-                           text=text, kind="alarm", preferred_modem=None)
-        self.bank.poke(None)
+        oid, _ = self.outbox.queue(to=number, text=text, kind="alarm", preferred_modem=None)
+        self.outbox.wake(None)
         log.info("alarm SMS %d queued", oid)
 
     def snapshot(self) -> dict[str, Any]:
@@ -757,8 +611,8 @@ class Service:
 
     def _snapshot(self) -> dict[str, Any]:
         now = time.time()
-        depth = self.store.queue_depth()
-        bank = self.bank.snapshot()
+        out = self.outbox.snapshot()
+        depth, bank = out["depth"], out["bank"]
         modems = []
         for name, modem in self.modems.items():
             st = modem.status()
@@ -786,7 +640,7 @@ class Service:
             "unit": self.config.unit.name, "version": __version__, "time": now,
             "uptime_s": now - self.started_at,
             "modems": modems,
-            "queue": {"pending": self.store.pending_count(),
+            "queue": {"pending": out["pending"],
                       "unassigned": depth.get(None, 0)},
             "counts": self.store.counts(),
             "registry": {"state": view.state.name.lower(), "version": info.version,
@@ -804,9 +658,9 @@ class Service:
                         "count": a.count} for a in self.alarms.active()],
             "alarms_total": dict(self.alarms.raised_total),
             "replies_total": replies,
-            "crash_resent": self.stats["crash_resent"],
+            "crash_resent": out["crash_resent"],
             "fleet": self.fleet.status() if self.fleet is not None else None,
-            "split_replies": self.store.split_count(),
+            "split_replies": out["splits"],
         }
 
     def _emit(self, event: str, **data: Any) -> None:

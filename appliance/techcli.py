@@ -189,21 +189,23 @@ def offline_snapshot(config: Any) -> dict[str, Any]:
     snap: dict[str, Any] = {"unit": config.unit.name, "time": time.time(), "modems": modems,
                             "alarms": [], "version": __version__}
     if config.state_path.is_file():
+        from .outbox.table import ReplyTable
         from .store import Outbound, Store
 
         store = Store(config.state_path)
         try:
-            depth = store.queue_depth()
+            replies = ReplyTable()
+            depth = replies.queue_depth()
             now = time.time()
             for m in modems:
-                times = store.part_times(m["name"], now - 86400)
+                times = replies.part_times(m["name"], now - 86400)
                 m.update(queue=depth.get(m["name"], 0), sent_day=len(times),
                          sent_hour=sum(t >= now - 3600 for t in times))
                 row = (Outbound.select(Outbound.last_error)
                        .where((Outbound.modem == m["name"]) & Outbound.last_error.is_null(False))
                        .order_by(Outbound.updated_at.desc()).first())
                 m["last_error"] = row.last_error if row is not None else ""
-            snap["queue"] = {"pending": store.pending_count(), "unassigned": depth.get(None, 0)}
+            snap["queue"] = {"pending": replies.pending_count(), "unassigned": depth.get(None, 0)}
             snap["counts"] = store.counts()
         finally:
             store.close()
@@ -304,7 +306,7 @@ def cmd_probe(args: argparse.Namespace) -> int:
 
 def cmd_send_test(args: argparse.Namespace) -> int:
     from .config import load_config
-    from .sms_queue import queue_sms
+    from .outbox.queue import queue_sms
     from .store import Outbound, Store
 
     config = load_config(args.config)
@@ -324,7 +326,7 @@ def cmd_send_test(args: argparse.Namespace) -> int:
     snap, why = fetch_status(config.status.http_bind)
     store = Store(config.state_path)
     try:
-        oid, recipient = queue_sms(store, to=digits, country_code=config.unit.country_code,
+        oid, recipient = queue_sms(to=digits, country_code=config.unit.country_code,
                                    text=text, kind="test", preferred_modem=args.modem)
         via = f"modem {args.modem}" if args.modem else "any modem"
         print(f"test SMS #{oid} to {recipient} queued for {via}.")

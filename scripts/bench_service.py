@@ -32,7 +32,7 @@ from appliance.modem.engine import ModemState, ModemStatus  # noqa: E402
 from appliance.registry.importer import SAMPLE_REGISTRY, import_file  # noqa: E402
 from appliance.service import Service  # noqa: E402
 from appliance.simulator import pdu as sim_pdu  # noqa: E402
-from appliance.store import SubmittedPart  # noqa: E402
+from appliance.modem.ports import SubmittedPart  # noqa: E402
 
 STEPS = ("inbound", "claim", "stored", "sent", "done", "report")
 
@@ -51,7 +51,7 @@ def build(work: Path, modems: int) -> Service:
     }, base_dir=work)
     svc = Service(cfg)
     for name in svc.modems:
-        svc.bank.on_status(ModemStatus(name=name, port='', state=ModemState.READY))
+        svc.outbox.bank.on_status(ModemStatus(name=name, port='', state=ModemState.READY))
     return svc
 
 
@@ -85,19 +85,19 @@ def main() -> int:
             t0 = clock()
             svc.on_inbound(modem, pdu_hex, decoded)
             t1 = clock()
-            job = svc.next_job(modem)
+            job = svc.outbox.next_job(modem)
             t2 = clock()
             assert job is not None, "the reply was not queued"
             part = SubmittedPart(seq=1, total=1, concat_ref=None, mr=None, submitted_at=time.time(),
                                  storage_index=n % 30, pdu="00")
-            svc.part_stored(job, part)
+            svc.outbox.part_stored(job, part)
             t3 = clock()
-            svc.part_sent(job, SubmittedPart(seq=1, total=1, concat_ref=None, mr=n % 256,
+            svc.outbox.part_sent(job, SubmittedPart(seq=1, total=1, concat_ref=None, mr=n % 256,
                                              submitted_at=part.submitted_at))
             t4 = clock()
-            svc.job_done(job, None, [part])
+            svc.outbox.job_done(job, None, [part])
             t5 = clock()
-            svc.on_status_report(modem, pdumod.StatusReport(
+            svc.outbox.on_status_report(modem, pdumod.StatusReport(
                 reference=n % 256, recipient=job.recipient, status=0, delivered=True,
                 final=True, timestamp=None, discharge=None, pdu=""))
             t6 = clock()

@@ -54,8 +54,10 @@ def cached_registry(records: int) -> Path:
         with Registry(path) as reg:
             info = reg.info()
         age = info.age(datetime.now(timezone.utc))
-        if info.exists and info.record_count == records and age is not None \
-                and age < REBUILD_AFTER:
+        # A cache built by an older release lacks what this one checks (info.usable: its
+        # schema, the seal of issue 12): rebuilt rather than benchmarked as "unavailable".
+        if info.exists and info.usable and info.record_count == records \
+                and age is not None and age < REBUILD_AFTER:
             return path
     CACHE.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=CACHE) as tmp:

@@ -12,6 +12,9 @@ from typing import Any
 
 from tests.conftest import write_unit_toml
 from tests.test_techcli import closed_port, nsor
+from appliance.outbox.table import ReplyTable
+
+replies = ReplyTable()  # stateless: the outbox's queries of the state.db a Store opened
 
 
 def test_backup_has_what_cp_misses_while_the_unit_writes(tmp_path: Path, sim: Any,
@@ -21,7 +24,7 @@ def test_backup_has_what_cp_misses_while_the_unit_writes(tmp_path: Path, sim: An
     store = Store(tmp_path / "data" / "state.db")  # stays open: the running service
     try:
         for i in range(5):
-            store.queue_reply(recipient=f"+92300111{i:04d}", text="x", parts=1,
+            replies.queue_reply(recipient=f"+92300111{i:04d}", text="x", parts=1,
                               preferred_modem=None)
         # What `cp` takes while the unit runs: the main file, not the WAL beside it.
         shutil.copy(tmp_path / "data" / "state.db", tmp_path / "cp-state.db")

@@ -8,10 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from appliance.modem.bank import Bank, SlotSettings
+from appliance.outbox.bank import Bank, SlotSettings
 from appliance.modem.engine import ModemState, ModemStatus
 from appliance.store import Store
 from tests.conftest import wait_until
+from appliance.outbox.table import ReplyTable
+
+replies = ReplyTable()  # stateless: the outbox's queries of the state.db a Store opened
 
 
 @pytest.fixture
@@ -29,7 +32,7 @@ def make_bank(store: Store, **slot: float) -> Bank:
     settings = SlotSettings(min_interval_s=slot.get("min_interval_s", 0.0),
                             hourly_cap=int(slot.get("hourly_cap", 100)),
                             daily_cap=int(slot.get("daily_cap", 1000)))
-    bank = Bank(store, [("a", settings), ("b", settings)], block_after_failures=2,
+    bank = Bank(replies, [("a", settings), ("b", settings)], block_after_failures=2,
                 block_cooldown_s=0.2)
     bank.on_status(ready("a"))
     bank.on_status(ready("b"))
@@ -37,7 +40,7 @@ def make_bank(store: Store, **slot: float) -> Bank:
 
 
 def queue(store: Store, preferred: str | None) -> int:
-    return store.queue_reply(recipient="+923001234567", text="x", parts=1,
+    return replies.queue_reply(recipient="+923001234567", text="x", parts=1,
                              preferred_modem=preferred)
 
 
@@ -101,14 +104,14 @@ def test_credit_block_waits_for_a_readmission(store: Store) -> None:
 
 
 def test_caps_survive_a_restart(store: Store, tmp_path: Path) -> None:
-    from appliance.store import Job, SubmittedPart
+    from appliance.modem.ports import Job, SubmittedPart
 
     bank = make_bank(store, hourly_cap=1)
     oid = queue(store, "a")
     job = bank.next_job("a")
     assert job is not None and job.outbound_id == oid
-    store.record_parts(job, [SubmittedPart(1, 1, None, 7, time.time())])
-    again = Bank(store, [("a", SlotSettings(0.0, 1, 10))])
+    replies.record_parts(job, [SubmittedPart(1, 1, None, 7, time.time())])
+    again = Bank(replies, [("a", SlotSettings(0.0, 1, 10))])
     again.on_status(ready("a"))
     assert not again.available("a")           # counted from state.db, not from memory
     assert isinstance(job, Job)

@@ -267,8 +267,9 @@ def test_upgrade_rollback_remove_purge(deb_v1: Path, deb_v2: Path, clean_machine
     # A unit in service: a queued reply in state.db, a technician's edit of appliance.toml.
     oid = as_service_user(
         "from appliance.store import Store\n"
+        "from appliance.outbox.table import ReplyTable\n"
         "s = Store('/var/lib/nsor/state.db')\n"
-        "print(s.queue_reply(recipient='+923001234567', text='سلام', parts=1, "
+        "print(ReplyTable().queue_reply(recipient='+923001234567', text='سلام', parts=1, "
         "preferred_modem='sim1'))\n"
         "from appliance.secret import load_or_create_secret\n"
         "load_or_create_secret('/var/lib/nsor/secret.key')\n").split()[0]

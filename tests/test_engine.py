@@ -1,7 +1,8 @@
 """The modem engine against simulated modems over real ptys (no patching of internals).
 
-The handler here is the engine's real boundary (the service implements the same
-interface); it records what the engine hands over and lets a test hold or fail a persist.
+The handler here is the engine's real boundary: it implements both of its ports
+(``appliance.modem.ports.Inbox`` and ``Outbox``), records what the engine hands over and
+lets a test hold or fail a persist.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import pytest
 from appliance.errors import ModemCommandError
 from appliance.modem.engine import Modem, ModemSettings, ModemState, ModemStatus
 from appliance.modem.pdu import Deliver
-from appliance.store import Job, PlanPart, SubmittedPart
+from appliance.modem.ports import Job, PlanPart, SubmittedPart
 from tests.conftest import wait_until
 
 CITIZEN = "+923001234567"
@@ -102,7 +103,7 @@ def settings(sim_modem: Any, **kw: Any) -> ModemSettings:
 @pytest.fixture
 def modem(sim: Any) -> Any:
     handler = Handler()
-    m = Modem(settings(sim.modems[0]), handler)
+    m = Modem(settings(sim.modems[0]), handler, handler)
     m.start()
     assert wait_until(lambda: m.status().state == ModemState.READY, 10), m.status()
     yield m, handler, sim.modems[0]
@@ -135,7 +136,7 @@ def test_sim_delete_only_after_persist(modem: Any, sim: Any) -> None:
 def test_failed_persist_leaves_the_sms_on_the_sim_for_the_sweep(sim: Any) -> None:
     handler = Handler()
     handler.fail_persist = 1
-    m = Modem(settings(sim.modems[0], sweep_interval_s=1.0), handler)
+    m = Modem(settings(sim.modems[0], sweep_interval_s=1.0), handler, handler)
     m.start()
     try:
         assert wait_until(lambda: m.status().state == ModemState.READY, 10)
@@ -227,7 +228,7 @@ def test_sim_full_is_drained(sim: Any) -> None:
     for i in range(5):
         sim.citizen_send(CITIZEN, 0, f"waiting {i}")
     handler = Handler()
-    m = Modem(settings(sm, sweep_interval_s=1.0), handler)
+    m = Modem(settings(sm, sweep_interval_s=1.0), handler, handler)
     m.start()
     try:
         assert wait_until(lambda: m.status().state == ModemState.READY, 10)
@@ -285,7 +286,7 @@ def test_sixteen_modems_at_once_nothing_lost(tmp_path: Path) -> None:
 
     with Simulator(tmp_path / "ports16", 16, seed=3) as sim16:
         handlers = [Handler() for _ in range(16)]
-        modems = [Modem(settings(sm), h) for sm, h in zip(sim16.modems, handlers)]
+        modems = [Modem(settings(sm), h, h) for sm, h in zip(sim16.modems, handlers)]
         for mm in modems:
             mm.start()
         try:
@@ -314,7 +315,7 @@ def test_sixteen_modems_at_once_nothing_lost(tmp_path: Path) -> None:
 def test_balance_check_by_ussd(sim: Any) -> None:
     handler = Handler()
     m = Modem(settings(sim.modems[0], balance_ussd="*123#",
-                       balance_pattern=r"Rs\.?\s*([0-9.,]+)"), handler)
+                       balance_pattern=r"Rs\.?\s*([0-9.,]+)"), handler, handler)
     m.start()
     try:
         assert wait_until(lambda: handler.balances, 20)
@@ -332,7 +333,7 @@ def test_wrong_pin_is_sent_once_and_never_shown(tmp_path: Path) -> None:
 
     with Simulator(tmp_path / "pin", [ModemSpec(pin="1234")], seed=5) as s:
         handler = Handler()
-        m = Modem(settings(s.modems[0], pin="9876", command_timeout_s=1.0), handler)
+        m = Modem(settings(s.modems[0], pin="9876", command_timeout_s=1.0), handler, handler)
         m.start()
         try:
             assert wait_until(lambda: "refused the configured PIN" in m.status().last_error, 10)
@@ -352,7 +353,7 @@ def test_reply_goes_out_when_the_memory_is_full_of_inbound(tmp_path: Path) -> No
     with Simulator(tmp_path / "full", [ModemSpec(sim_capacity=2)], seed=6) as s:
         handler = Handler()
         handler.fail_persist = 10**6  # nothing can be stored: the SIM stays full
-        m = Modem(settings(s.modems[0]), handler)
+        m = Modem(settings(s.modems[0]), handler, handler)
         m.start()
         try:
             assert wait_until(lambda: m.status().state == ModemState.READY, 10)
@@ -375,7 +376,8 @@ def test_blank_sms_centre_on_the_sim_is_reported(tmp_path: Path) -> None:
 
     with Simulator(tmp_path / "csca", [ModemSpec()], seed=6) as s:
         s.modems[0].smsc = ""   # the SIM's stored centre, as a blank SIM holds it
-        m = Modem(settings(s.modems[0]), Handler())
+        handler = Handler()
+        m = Modem(settings(s.modems[0]), handler, handler)
         m.start()
         try:
             assert wait_until(lambda: "no SMS centre number" in m.status().last_error, 10)

@@ -179,7 +179,8 @@ def test_idle_at_traffic_of_the_used_count_check(
     from tests.test_engine import Handler
 
     sm = sim.modems[0]
-    m = Modem(ModemSettings(name=sm.name, port=sm.port), Handler())
+    handler = Handler()
+    m = Modem(ModemSettings(name=sm.name, port=sm.port), handler, handler)
     m.start()
     try:
         assert wait_until(lambda: m.status().state == ModemState.READY, 10)

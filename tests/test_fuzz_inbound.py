@@ -94,7 +94,7 @@ class Harness:
         except PduError as exc:
             decoded = exc
         if isinstance(decoded, pdu.StatusReport):
-            self.service.on_status_report(modem, decoded)
+            self.service.outbox.on_status_report(modem, decoded)
         else:
             self.service.on_inbound(modem, pdu_hex, decoded)
         return modem, decoded

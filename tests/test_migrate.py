@@ -20,6 +20,9 @@ from appliance.migrate import Schema, Step, add_column, create_table, open_and_u
 from appliance.registry.models import REGISTRY_SCHEMA, SCHEMA_VERSION
 from appliance.store import PRAGMAS, STATE_SCHEMA, Store
 from tests.conftest import ROOT
+from appliance.outbox.table import ReplyTable
+
+replies = ReplyTable()  # stateless: the outbox's queries of the state.db a Store opened
 
 
 class OutboundNext(pw.Model):
@@ -69,7 +72,7 @@ def digest(path: Path) -> str:
 def state_with_a_reply(path: Path) -> int:
     store = Store(path)
     try:
-        return store.queue_reply(recipient="+923001234567", text="سلام", parts=1,
+        return replies.queue_reply(recipient="+923001234567", text="سلام", parts=1,
                                  preferred_modem="sim0")
     finally:
         store.close()
@@ -118,7 +121,7 @@ def test_next_release_adds_a_column_and_a_table_and_the_rows_stay(tmp_path: Path
     store = Store(path)
     try:
         assert store.counts()["outbound"] == {"queued": 1}
-        oid2 = store.queue_reply(recipient="+923001234568", text="x", parts=1,
+        oid2 = replies.queue_reply(recipient="+923001234568", text="x", parts=1,
                                  preferred_modem=None)
     finally:
         store.close()

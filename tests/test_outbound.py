@@ -6,7 +6,7 @@ import pytest
 
 from appliance.errors import IllegalMove, ModemCommandError, ModemGone, ModemTimeout
 from appliance.backoff import Backoff
-from appliance.outbound import MOVES, ErrorClass, State, check_move, classify
+from appliance.outbox.states import MOVES, ErrorClass, State, check_move, classify
 
 
 @pytest.mark.parametrize("cur,new", [(a.value, b.value) for a in State for b in State

@@ -34,6 +34,9 @@ import pytest
 
 from tests.conftest import ROOT, wait_until
 from tests.fault_support import show_figures
+from appliance.outbox.table import ReplyTable
+
+replies = ReplyTable()  # stateless: the outbox's queries of the state.db a Store opened
 
 pytestmark = pytest.mark.fault
 
@@ -42,8 +45,9 @@ ROUNDS = 8
 
 def child(path: str, round_no: int) -> None:
     """The unit's write path in a loop, acknowledging each commit on stdout (run in a child)."""
-    from appliance.outbound import State
-    from appliance.store import Store, SubmittedPart
+    from appliance.outbox.states import State
+    from appliance.modem.ports import SubmittedPart
+    from appliance.store import Store
 
     store = Store(path)
     i = 0
@@ -53,14 +57,14 @@ def child(path: str, round_no: int) -> None:
         iid, _ = store.record_inbound(modem="sim0", pdu_hash=f"r{round_no}-{i}", pdu="00" * 40,
                                       sender=sender, text="35202-0000000-2", status="new")
         print(f"I {iid}", flush=True)
-        oid = store.queue_reply(recipient=sender, text="ن" * 60, parts=1,
+        oid = replies.queue_reply(recipient=sender, text="ن" * 60, parts=1,
                                 preferred_modem="sim0", inbound_ids=[iid], kind="no_record")
         print(f"O {oid} {iid}", flush=True)
-        job = store.claim_next("sim0")
+        job = replies.claim_next("sim0")
         if job is None:
             continue
-        store.record_parts(job, [SubmittedPart(1, 1, None, i % 256, time.time())])
-        store.move(job.outbound_id, State.SENT, sent_at=time.time())
+        replies.record_parts(job, [SubmittedPart(1, 1, None, i % 256, time.time())])
+        replies.move(job.outbound_id, State.SENT, sent_at=time.time())
         print(f"S {job.outbound_id}", flush=True)
 
 
@@ -147,7 +151,7 @@ def test_sigkill_mid_transaction_never_loses_a_commit(tmp_path: Path,
         counts = check_file(path, acknowledged)
         store = Store(path)   # the unit's own open (schema, pragmas) and crash recovery
         try:
-            store.recover_after_crash()
+            replies.recover_after_crash()
         finally:
             store.close()
         check_file(path, acknowledged)

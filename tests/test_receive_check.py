@@ -26,7 +26,7 @@ def test_a_lost_notice_is_found_by_the_used_count_check(sim: Any) -> None:
     sm = sim.modems[0]
     handler = Handler()
     # No periodic storage read for an hour: only the cheap check can find the message.
-    m = Modem(settings(sm, sweep_interval_s=3600.0, idle_check_s=0.5), handler)
+    m = Modem(settings(sm, sweep_interval_s=3600.0, idle_check_s=0.5), handler, handler)
     m.start()
     try:
         assert wait_until(lambda: m.status().state == ModemState.READY, 10)
@@ -47,7 +47,7 @@ def test_an_idle_sim_is_not_read_only_checked(sim: Any) -> None:
     """The check costs one AT+CPMS? while the SIM holds nothing: no AT+CMGL."""
     sm = sim.modems[0]
     handler = Handler()
-    m = Modem(settings(sm, sweep_interval_s=3600.0, idle_check_s=0.2), handler)
+    m = Modem(settings(sm, sweep_interval_s=3600.0, idle_check_s=0.2), handler, handler)
     m.start()
     try:
         assert wait_until(lambda: m.status().state == ModemState.READY, 10)
@@ -61,7 +61,7 @@ def test_an_idle_sim_is_not_read_only_checked(sim: Any) -> None:
 def test_a_burst_of_notices_is_read_with_one_cmgl(sim: Any) -> None:
     sm = sim.modems[0]
     handler = Handler()
-    m = Modem(settings(sm, sweep_interval_s=3600.0, idle_check_s=0.0), handler)
+    m = Modem(settings(sm, sweep_interval_s=3600.0, idle_check_s=0.0), handler, handler)
     m.start()
     try:
         assert wait_until(lambda: m.status().state == ModemState.READY, 10)
@@ -98,7 +98,7 @@ def test_a_burst_waits_for_its_commit_before_any_delete(sim: Any) -> None:
     every message of the burst on the SIM."""
     sm = sim.modems[0]
     handler = Handler()
-    m = Modem(settings(sm, sweep_interval_s=3600.0, idle_check_s=0.0), handler)
+    m = Modem(settings(sm, sweep_interval_s=3600.0, idle_check_s=0.0), handler, handler)
     m.start()
     try:
         assert wait_until(lambda: m.status().state == ModemState.READY, 10)
@@ -134,7 +134,7 @@ def test_a_long_burst_lets_replies_out_between_reads(sim: Any) -> None:
 
     sm = sim.modems[0]
     handler = Handler()
-    m = Modem(settings(sm, sweep_interval_s=3600.0, idle_check_s=0.0), handler)
+    m = Modem(settings(sm, sweep_interval_s=3600.0, idle_check_s=0.0), handler, handler)
     m.start()
     try:
         assert wait_until(lambda: m.status().state == ModemState.READY, 10)

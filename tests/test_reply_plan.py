@@ -10,10 +10,14 @@ from typing import Iterator
 
 import pytest
 
-from appliance.modem.bank import Bank, SlotSettings
+from appliance.outbox.bank import Bank, SlotSettings
 from appliance.modem.engine import ModemState, ModemStatus
-from appliance.outbound import State
-from appliance.store import Job, PlanPart, Store, SubmittedPart
+from appliance.outbox.states import State
+from appliance.modem.ports import Job, PlanPart, SubmittedPart
+from appliance.store import Store
+from appliance.outbox.table import ReplyTable
+
+replies = ReplyTable()  # stateless: the outbox's queries of the state.db a Store opened
 
 PDUS = ("0051000B910300000000F00008FF0A0500030702010041",
         "0051000B910300000000F00008FF0A0500030702020042")
@@ -31,7 +35,7 @@ def ready(name: str) -> ModemStatus:
 
 
 def bank_of(store: Store, move_after_s: float = 120.0) -> Bank:
-    bank = Bank(store, [("a", SlotSettings(0.0, 100, 1000)), ("b", SlotSettings(0.0, 100, 1000))],
+    bank = Bank(replies, [("a", SlotSettings(0.0, 100, 1000)), ("b", SlotSettings(0.0, 100, 1000))],
                 block_after_failures=3, block_cooldown_s=600.0, move_after_s=move_after_s)
     bank.on_status(ready("a"))
     bank.on_status(ready("b"))
@@ -44,12 +48,12 @@ def plan(ref: int = 7) -> list[PlanPart]:
 
 def first_part_left(store: Store, bank: Bank) -> Job:
     """Reply queued for "a", encoded there, part 1 sent, part 2 refused."""
-    store.queue_reply(recipient="+923001234567", text="x" * 200, parts=2, preferred_modem="a")
+    replies.queue_reply(recipient="+923001234567", text="x" * 200, parts=2, preferred_modem="a")
     job = bank.next_job("a")
     assert job is not None and job.parts == ()
-    job = store.record_plan(job, plan())
-    store.record_parts(job, [SubmittedPart(1, 2, 7, 11, time.time())])
-    store.move(job.outbound_id, State.RETRY, next_attempt_at=0.0)
+    job = replies.record_plan(job, plan())
+    replies.record_parts(job, [SubmittedPart(1, 2, 7, 11, time.time())])
+    replies.move(job.outbound_id, State.RETRY, next_attempt_at=0.0)
     return job
 
 
@@ -71,15 +75,15 @@ def test_a_retry_resumes_the_same_encoding_on_the_same_sim(store: Store) -> None
 
 def test_a_reply_with_nothing_sent_moves_at_once_and_is_not_a_split(store: Store) -> None:
     bank = bank_of(store)
-    store.queue_reply(recipient="+923001234567", text="x" * 200, parts=2, preferred_modem="a")
+    replies.queue_reply(recipient="+923001234567", text="x" * 200, parts=2, preferred_modem="a")
     job = bank.next_job("a")
     assert job is not None
-    job = store.record_plan(job, plan())
-    store.move(job.outbound_id, State.RETRY, next_attempt_at=0.0)
+    job = replies.record_plan(job, plan())
+    replies.move(job.outbound_id, State.RETRY, next_attempt_at=0.0)
     bank.on_status(ModemStatus("a", "/dev/a", state=ModemState.GONE))
     moved = bank.next_job("b")
     assert moved is not None and moved.parts == ()          # encoded afresh for b
-    assert store.split_count() == 0
+    assert replies.split_count() == 0
 
 
 def test_a_reply_under_way_waits_for_its_sim_then_moves_as_a_counted_split(
@@ -93,48 +97,48 @@ def test_a_reply_under_way_waits_for_its_sim_then_moves_as_a_counted_split(
     while moved is None and time.monotonic() < deadline:
         moved = bank.next_job("b")
     assert moved is not None and moved.parts == ()
-    assert store.split_count() == 1
+    assert replies.split_count() == 1
     con = sqlite3.connect(store.path)
     statuses = dict(con.execute("SELECT seq, status FROM part WHERE outbound_id = ? AND "
                                 "attempt = ?", (job.outbound_id, job.plan)).fetchall())
     assert statuses == {1: "sent", 2: "abandoned"}
-    moved = store.record_plan(moved, plan(ref=9))
+    moved = replies.record_plan(moved, plan(ref=9))
     assert moved.plan == job.plan + 1
 
 
 def test_a_released_reply_goes_to_another_sim(store: Store) -> None:
     bank = bank_of(store)
     job = first_part_left(store, bank)
-    store.release_plan(job.outbound_id, "8 failed tries")
-    assert store.split_count() == 1
+    replies.release_plan(job.outbound_id, "8 failed tries")
+    assert replies.split_count() == 1
     assert bank.next_job("a") is None, "the SIM that gave up took it back"
     assert bank.next_job("b") is not None
 
 
 def test_a_crash_mid_reply_resumes_it(store: Store) -> None:
     bank = bank_of(store)
-    store.queue_reply(recipient="+923001234567", text="x" * 200, parts=2, preferred_modem="a")
+    replies.queue_reply(recipient="+923001234567", text="x" * 200, parts=2, preferred_modem="a")
     job = bank.next_job("a")
     assert job is not None
-    job = store.record_plan(job, plan())
-    store.record_parts(job, [SubmittedPart(1, 2, 7, 11, time.time())])
-    assert store.recover_after_crash() == (0, 1)           # back to queued, not resent whole
+    job = replies.record_plan(job, plan())
+    replies.record_parts(job, [SubmittedPart(1, 2, 7, 11, time.time())])
+    assert replies.recover_after_crash() == (0, 1)           # back to queued, not resent whole
     again = bank.next_job("a")
     assert again is not None and [p.status for p in again.parts] == ["sent", "pending"]
 
 
 def test_a_stored_part_refused_waits_as_unsent(store: Store) -> None:
     bank = bank_of(store)
-    store.queue_reply(recipient="+923001234567", text="x" * 200, parts=2, preferred_modem="a")
+    replies.queue_reply(recipient="+923001234567", text="x" * 200, parts=2, preferred_modem="a")
     job = bank.next_job("a")
     assert job is not None
-    job = store.record_plan(job, plan())
-    store.record_stored(job, SubmittedPart(1, 2, 7, None, time.time(), storage_index=3,
+    job = replies.record_plan(job, plan())
+    replies.record_stored(job, SubmittedPart(1, 2, 7, None, time.time(), storage_index=3,
                                            pdu=PDUS[0]))
-    assert [p.part_id for p in store.stored_parts("a")]
-    store.unstore_refused(job)
-    assert store.stored_parts("a") == []
-    assert store.part_times("a", 0) == [], "a part that never left counts against no cap"
+    assert [p.part_id for p in replies.stored_parts("a")]
+    replies.unstore_refused(job)
+    assert replies.stored_parts("a") == []
+    assert replies.part_times("a", 0) == [], "a part that never left counts against no cap"
 
 
 def test_the_modem_streak_counts_a_reply_once_and_ends_when_a_part_leaves(
@@ -167,7 +171,7 @@ def test_an_older_state_db_gets_the_new_columns(tmp_path: Path) -> None:
     con.close()
     store = Store(path)
     try:
-        job = store.claim_next("a")
+        job = replies.claim_next("a")
         assert job is not None and job.plan == 0 and job.parts == ()
     finally:
         store.close()

@@ -28,6 +28,9 @@ from appliance.retention import (
     RETENTION, Hashers, Redact, is_keyed_hash, redact, unclassified_columns,
 )
 from tests.conftest import ROOT, unit_config, wait_until
+from appliance.outbox.table import ReplyTable
+
+replies = ReplyTable()  # stateless: the outbox's queries of the state.db a Store opened
 
 CITIZENS = ("+923001112233", "03214445566")   # the second written nationally, as phones do
 CNICS = demo_cnics()
@@ -227,7 +230,7 @@ def test_rows_still_needed_are_never_redacted(store: Any) -> None:
     done = store.record_inbound(modem="m", pdu_hash="3" * 32, pdu="07EF", sender="+92300",
                                 text="35202-1234567-1", status="new", received_at=old)[0]
     store.set_inbound_status([done], "answered")
-    oid = store.queue_reply(recipient="+92300", text="queued reply", parts=1,
+    oid = replies.queue_reply(recipient="+92300", text="queued reply", parts=1,
                             preferred_modem="m")
     changed = redact(now=time.time() + 8 * DAY_S, retention_days=7, hashers=_HASHERS)
     assert changed == {"inbound": 1}

@@ -135,7 +135,7 @@ def test_reply_moves_to_another_modem_when_the_receiver_cannot_send(
     sim.modems[0].faults.registered = False
     assert wait_until(lambda: service.modems[sim.modems[0].name].status().state != "ready", 10)
     sim.modems[0].faults.registered = True  # receive again, but keep it out by blocking
-    service.bank.send_failed(sim.modems[0].name, modem_fault=True, reason="test: no credit")
+    service.outbox.bank.send_failed(sim.modems[0].name, modem_fault=True, reason="test: no credit")
     sim.citizen_send(CITIZEN, 0, CNICS.misses[0])
     assert wait_until(lambda: len(sim.inbox(CITIZEN)) == 1, 15)
     assert {s.modem for s in sim.submitted} == {sim.modems[1].name}

@@ -48,7 +48,7 @@ def start_service(e: Env, tmp_path: Path) -> Service:
     }, base_dir=tmp_path)
     svc = Service(config, health_check_s=0.5)
     svc.start()
-    svc.bank.on_status(ModemStatus(name="m0", port="", state=ModemState.READY))
+    svc.outbox.bank.on_status(ModemStatus(name="m0", port="", state=ModemState.READY))
     return svc
 
 

@@ -44,7 +44,7 @@ def service(tmp_path: Path) -> Iterator[Service]:
         "status": {"http_bind": ""},
     }, base_dir=tmp_path)
     svc = Service(config)
-    svc.bank.on_status(ModemStatus(name="m0", port="", state=ModemState.READY))
+    svc.outbox.bank.on_status(ModemStatus(name="m0", port="", state=ModemState.READY))
     try:
         yield svc
     finally:
@@ -139,11 +139,11 @@ def test_a_modem_is_woken_only_when_its_reply_is_visible(service: Service) -> No
             seen_at_poke.append(conn.execute(
                 "SELECT COUNT(*) FROM outbound WHERE status = 'queued'").fetchone()[0])
 
-    service.bank.pokers["m0"] = poke
+    service.outbox.bank.pokers["m0"] = poke
     deliver(service, a_cnic(service))
     deliver(service, "help")
     assert seen_at_poke == [1, 2]
-    job = service.next_job("m0")
+    job = service.outbox.next_job("m0")
     assert job is not None and job.recipient == SENDER
 
 

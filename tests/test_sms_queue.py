@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from appliance.modem.pdu import encode_submit
-from appliance.sms_queue import queue_sms
+from appliance.outbox.queue import queue_sms
 from appliance.store import Inbound, Outbound, Store
 
 
@@ -21,7 +21,7 @@ def store(tmp_path: Path) -> Iterator[Store]:
 
 
 def test_a_national_number_is_queued_in_canonical_form(store: Store) -> None:
-    queued = queue_sms(store, to="0300-1234567", country_code="92", text="test",
+    queued = queue_sms(to="0300-1234567", country_code="92", text="test",
                        kind="test", preferred_modem="sim2")
     row = Outbound.get_by_id(queued.id)
     assert queued.recipient == row.recipient == "+923001234567"
@@ -31,7 +31,7 @@ def test_a_national_number_is_queued_in_canonical_form(store: Store) -> None:
 
 def test_the_part_count_is_what_the_sender_will_send(store: Store) -> None:
     text = "بچوں کی حفاظت " * 20  # UCS-2: 67 characters a part
-    queued = queue_sms(store, to="+923001234567", country_code="92", text=text,
+    queued = queue_sms(to="+923001234567", country_code="92", text=text,
                        kind="alarm", preferred_modem=None)
     sent = encode_submit("+923001234567", text, reference=1)
     assert Outbound.get_by_id(queued.id).parts == len(sent) > 1
@@ -40,7 +40,7 @@ def test_the_part_count_is_what_the_sender_will_send(store: Store) -> None:
 def test_the_answered_inbound_rows_point_at_the_reply(store: Store) -> None:
     ids = [store.record_inbound(modem="sim1", pdu_hash=f"{i}" * 32, pdu="07", text="x",
                                 sender="+923001234567", status="new")[0] for i in (1, 2)]
-    queued = queue_sms(store, to="+923001234567", country_code="92", text="no record",
+    queued = queue_sms(to="+923001234567", country_code="92", text="no record",
                        kind="no_record", preferred_modem="sim1", inbound_ids=ids)
     assert Outbound.get_by_id(queued.id).inbound == ids[0]
     assert [(r.status, r.reply) for r in Inbound.select().order_by(Inbound.id)] == \

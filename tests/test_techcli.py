@@ -23,6 +23,9 @@ from appliance.probe import discover, stable_name
 from appliance.statuspage import StatusServer
 from tests.conftest import FIRMWARE_CONFIG, ROOT, wait_until, write_unit_toml
 from tests.test_statuspage import live_unit  # noqa: F401  (a fixture)
+from appliance.outbox.table import ReplyTable
+
+replies = ReplyTable()  # stateless: the outbox's queries of the state.db a Store opened
 
 TECHNICIAN = "+923009998877"
 
@@ -234,7 +237,7 @@ def test_status_without_the_service_reads_the_files(tmp_path: Path, sim: Any,
     from appliance.store import Store
 
     store = Store(tmp_path / "data" / "state.db")
-    store.queue_reply(recipient="+923001234567", text="x", parts=1, preferred_modem="sim1")
+    replies.queue_reply(recipient="+923001234567", text="x", parts=1, preferred_modem="sim1")
     store.close()
     config = write_unit_toml(tmp_path, sim_ports(sim), http_bind=closed_port())
     proc = nsor("status", "--config", str(config))

@@ -1,13 +1,12 @@
-"""What a modem's owner thread and the rest of the unit agree on: the settings it is given,
-the status it reports, and the calls it makes on its handler (the service)."""
+"""What a modem's owner thread and the rest of the unit agree on: the settings it is given
+and the status it reports (the calls it makes are its two ports, :mod:`.ports`)."""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
-from ..store import Job, PlanPart, StoredPart, SubmittedPart
 from .atvalues import Signal
 
 
@@ -49,22 +48,6 @@ class ModemStatus:
     def bars(self) -> int:
         """0–5 signal bars from RSSI (TS 27.007 §8.5: 0..31, 99 = unknown)."""
         return 0 if self.rssi is None else Signal(self.rssi).bars
-
-
-class ModemHandler(Protocol):
-    def on_inbound(self, modem: str, pdu_hex: str, decoded: Any) -> None: ...
-    def on_status_report(self, modem: str, report: Any) -> None: ...
-    def next_job(self, modem: str) -> Job | None: ...
-    def plan_encoded(self, job: Job, parts: list[PlanPart]) -> Job: ...
-    def part_sent(self, job: Job, part: SubmittedPart) -> None: ...
-    def job_done(self, job: Job, error: BaseException | None,
-                 parts: list[SubmittedPart]) -> None: ...
-    def on_status(self, status: ModemStatus) -> None: ...
-    def on_balance(self, modem: str, amount: float | None, text: str) -> None: ...
-    def part_stored(self, job: Job, part: SubmittedPart) -> None: ...
-    def stored_parts(self, modem: str) -> list[StoredPart]: ...
-    def part_resolved(self, part: StoredPart, *, sent: bool, mr: int | None) -> None: ...
-    def recovery_done(self, modem: str) -> None: ...
 
 
 @dataclass(frozen=True)

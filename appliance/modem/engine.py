@@ -2,24 +2,25 @@
 
 What the owner does, in order of importance:
 
-1. **Receive without loss.** ``+CMTI`` → ``AT+CMGR`` → decode → ``handler.on_inbound``
+1. **Receive without loss.** ``+CMTI`` → ``AT+CMGR`` → decode → ``inbox.on_inbound``
    (which commits the message) → only then ``AT+CMGD``. Several notices at once (a burst, a
    long SMS) are read with one ``AT+CMGL=4``, not one ``AT+CMGR`` each. Every few seconds
    a cheap ``AT+CPMS?`` asks how many messages the SIM holds; a count that went up without
    a notice (a lost ``+CMTI``) starts the same ``AT+CMGL`` read at once, so a lost notice
    costs seconds, not a minute. A slower storage check (and one at every (re)start) reads
-   whatever a crash or a failed commit left behind. The handler is idempotent on
+   whatever a crash or a failed commit left behind. The inbox is idempotent on
    (modem, PDU hash), so two paths may see one message.
 2. **Send one reply at a time** (:class:`~appliance.modem.sender.Sender`), all its parts
    back to back, each recorded before the next (from modem memory by default).
 3. **Stay alive.** A timeout → ESC + resync; a dead port or a modem that no longer
    resyncs → close, back off, reopen (the same by-path name comes back after a replug),
-   re-init. The owner refreshes ``heartbeat`` while it waits; a stuck owner (a handler that
-   never returns) shows as a stale heartbeat, which the service turns into a systemd
+   re-init. The owner refreshes ``heartbeat`` while it waits; a stuck owner (a port call
+   that never returns) shows as a stale heartbeat, which the service turns into a systemd
    watchdog restart.
 
-Everything not about the port (which reply, pacing, caps, persistence) is the handler's
-(:class:`~appliance.modem.contract.ModemHandler`).
+Everything not about the port is behind the engine's two ports (:mod:`.ports`): what
+arrives goes to the :class:`~.ports.Inbox`; which reply to send, pacing, caps and
+persistence are the :class:`~.ports.Outbox`'s.
 """
 
 from __future__ import annotations
@@ -41,10 +42,11 @@ from .atvalues import (CNMI_FALLBACKS, CnmiRanges, Registration, choose_cnmi, ch
                        parse_cnmi_ranges, parse_registration, parse_sim_state,
                        parse_smsc, parse_storage_options, parse_storage_use, sms_service,
                        ussd_string)
-from .contract import ModemHandler, ModemSettings, ModemState, ModemStatus
+from .contract import ModemSettings, ModemState, ModemStatus
 from .families import Family, family_for, registration_reports
 from .interview import identify, read_network
 from .port import CALL, POKE, STOP, Item, Port
+from .ports import Inbox, Outbox
 from .sender import Sender
 from .session import ATSession, Stopping
 from .ussd import UssdAnswer
@@ -62,11 +64,12 @@ _FULL_URCS = frozenset({"^SMMEMFULL", "+CIEV", "+CMS ERROR"})
 class Modem:
     """The owner of one modem port. ``start()`` it; talk to it only through its methods."""
 
-    def __init__(self, settings: ModemSettings, handler: ModemHandler, *,
+    def __init__(self, settings: ModemSettings, inbox: Inbox, outbox: Outbox, *,
                  concat_ref_start: int = 0) -> None:
         self.settings = settings
         self.name = settings.name
-        self.handler = handler
+        self._inbox = inbox
+        self._outbox = outbox
         self.log = logging.getLogger(f"appliance.modem.{settings.name}")
         self.inbox: queue.Queue[Item] = queue.Queue()
         self._status = ModemStatus(settings.name, settings.port)
@@ -90,7 +93,7 @@ class Modem:
         self._regs: dict[str, Registration] = {}
         self._reg_commands: tuple[str, ...] = ("+CREG",)
         self._family: Family | None = None  # its row in families.py, from +CGMI/+CGMM
-        self.sender = Sender(settings, handler, self.log, concat_ref_start=concat_ref_start,
+        self.sender = Sender(settings, outbox, self.log, concat_ref_start=concat_ref_start,
                              on_part=self._part_sent, on_failure=self._send_failed)
         self.heartbeat = time.monotonic()
 
@@ -143,10 +146,11 @@ class Modem:
                 self._status.since = time.time()
                 self.log.info("state %s -> %s", before, changes["state"])
             snapshot = replace(self._status, identity=dict(self._status.identity))
-        try:
-            self.handler.on_status(snapshot)
-        except Exception:
-            self.log.exception("status handler failed")
+        for port in (self._outbox, self._inbox):  # the outbox first: routing, then alarms
+            try:
+                port.on_status(snapshot)
+            except Exception:
+                self.log.exception("status report to %s failed", type(port).__name__)
 
     def _error(self, message: str) -> None:
         self.log.warning("%s", message)
@@ -396,7 +400,7 @@ class Modem:
                     self._check_balance(sess)
                 sent = False
                 if self._status.state == ModemState.READY:
-                    job = self.handler.next_job(self.name)
+                    job = self._outbox.next_job(self.name)
                     if job is not None:
                         self.sender.send(sess, job)
                         sent = True
@@ -587,16 +591,16 @@ class Modem:
         self._sim_baseline = None if used is None else max(0, used - len(self._listed))
 
     def _deliver(self, pdu_hex: str, *, index: int | None) -> None:
-        """Decode, hand to the handler (which persists), then delete from the SIM."""
+        """Decode, hand to a port (which persists), then delete from the SIM."""
         try:
-            decoded: Any = pdumod.decode(pdu_hex)
+            decoded: pdumod.Deliver | pdumod.StatusReport | PduError = pdumod.decode(pdu_hex)
         except PduError as exc:
             decoded = exc
         try:
             if isinstance(decoded, pdumod.StatusReport):
-                self.handler.on_status_report(self.name, decoded)
+                self._outbox.on_status_report(self.name, decoded)
             else:
-                self.handler.on_inbound(self.name, pdu_hex, decoded)
+                self._inbox.on_inbound(self.name, pdu_hex, decoded)
                 with self._lock:
                     self._status.received += 1
         except Exception:
@@ -656,7 +660,7 @@ class Modem:
             return
         if answer is None:
             self._error(f"modem {self.name}: no answer to balance request {s.balance_ussd}")
-            self.handler.on_balance(self.name, None, "")
+            self._inbox.on_balance(self.name, None, "")
             return
         self._balance_answer(answer)
 
@@ -666,7 +670,7 @@ class Modem:
         pattern = self.settings.balance_pattern
         amount = balance_from(answer.text, pattern) if pattern else None
         self._set(balance=amount, balance_text=answer.text, balance_at=time.time())
-        self.handler.on_balance(self.name, amount, answer.text)
+        self._inbox.on_balance(self.name, amount, answer.text)
         return amount
 
     def _ussd(self, sess: ATSession, code: str) -> UssdAnswer | None:

@@ -1,7 +1,7 @@
 """The send half of a modem's owner thread: one reply, all its parts back to back.
 
 It runs only in the owner thread (:class:`~appliance.modem.engine.Modem`), which asks the
-handler for a job between two reads and hands it here. A part leaves in one of two ways:
+outbox for a job between two reads and hands it here. A part leaves in one of two ways:
 
 * ``stored`` (the default): ``AT+CMGW`` writes the PDU to the modem's memory, the part is
   committed with its slot, ``AT+CMSS`` sends it, ``+CMSS: mr`` is committed, ``AT+CMGD``
@@ -12,11 +12,11 @@ handler for a job between two reads and hands it here. A part leaves in one of t
   no recorded ``+CMGS: mr`` and is sent again.
 
 A reply is encoded once, for the modem that first claims it: its parts, concatenation
-reference and PDUs are persisted (``handler.plan_encoded``) before the first part leaves.
+reference and PDUs are persisted (``outbox.plan_encoded``) before the first part leaves.
 Whatever stops it (a refused part, a timeout, an unplug, a crash), it resumes later at its
 first unsent part with the very same PDUs, so the citizen's phone joins the parts by
-(sender, reference) into one message. Each part is recorded (``handler.part_sent``) before
-the next one starts, and the reply's outcome goes to ``handler.job_done``.
+(sender, reference) into one message. Each part is recorded (``outbox.part_sent``) before
+the next one starts, and the reply's outcome goes to ``outbox.job_done``.
 """
 
 from __future__ import annotations
@@ -27,22 +27,22 @@ from collections.abc import Callable
 from datetime import timedelta
 
 from ..errors import ModemCommandError, ModemError, ModemTimeout, PduError
-from ..store import UNSENT_PARTS, Job, PlanPart, SubmittedPart
 from . import pdu as pdumod
 from .answers import parse_cmgr
-from .contract import ModemHandler, ModemSettings
+from .contract import ModemSettings
+from .ports import UNSENT_PARTS, Job, Outbox, PlanPart, SubmittedPart
 from .session import ATSession
 
 
 class Sender:
     """Sends the replies of one modem; owned and called by its owner thread only."""
 
-    def __init__(self, settings: ModemSettings, handler: ModemHandler, log: logging.Logger, *,
+    def __init__(self, settings: ModemSettings, outbox: Outbox, log: logging.Logger, *,
                  concat_ref_start: int = 0, on_part: Callable[[], None],
                  on_failure: Callable[[str], None]) -> None:
         self.settings = settings
         self.name = settings.name
-        self.handler = handler
+        self._outbox = outbox
         self.log = log
         self.send_mode = settings.send_mode  # the engine falls back to "direct" at init
         self._refs = pdumod.ConcatRefCounter(concat_ref_start,
@@ -56,7 +56,7 @@ class Sender:
         error: BaseException | None = None
         try:
             if not job.parts:
-                job = self.handler.plan_encoded(job, self._encode(job))
+                job = self._outbox.plan_encoded(job, self._encode(job))
             for p in job.parts:
                 if p.status not in UNSENT_PARTS and p.status != "stored":
                     continue  # left before: never sent twice, never re-encoded
@@ -71,7 +71,7 @@ class Sender:
                 sent.append(part)
                 # Recorded before the slot is deleted: a stop or a crash in between must
                 # not make a sent part look unsent (it would be sent again).
-                self.handler.part_sent(job, part)
+                self._outbox.part_sent(job, part)
                 if index is not None:
                     self._delete_quietly(sess, index)
                 self._on_part()
@@ -111,7 +111,7 @@ class Sender:
             sess.memory_full = True
             return sess.submit(p.tpdu_length, p.pdu, prompt_timeout=s.command_timeout_s,
                                timeout=s.send_timeout_s), None
-        self.handler.part_stored(job, SubmittedPart(p.seq, p.total, p.concat_ref, None, started,
+        self._outbox.part_stored(job, SubmittedPart(p.seq, p.total, p.concat_ref, None, started,
                                                     storage_index=index, pdu=p.pdu))
         try:
             mr = sess.send_stored(index, timeout=s.send_timeout_s)
@@ -137,13 +137,13 @@ class Sender:
         <stat> 2 means it did not, and it is sent now, so the reply completes with no
         duplicate. A slot that no longer holds our PDU means we cannot know: the part is
         sent again when its reply resumes (the same PDU: at worst a duplicate part)."""
-        for part in self.handler.stored_parts(self.name):
+        for part in self._outbox.stored_parts(self.name):
             stat = self._slot_stat(sess, part.storage_index, part.pdu)
             if stat is None:
-                self.handler.part_resolved(part, sent=False, mr=None)
+                self._outbox.part_resolved(part, sent=False, mr=None)
                 continue
             if stat == 3:
-                self.handler.part_resolved(part, sent=True, mr=None)
+                self._outbox.part_resolved(part, sent=True, mr=None)
             else:
                 try:
                     mr = sess.send_stored(part.storage_index,
@@ -154,11 +154,11 @@ class Sender:
                     # or citizens' SMS would wait on the SIM behind it.
                     self.log.warning("stored part %d not sent at start-up: %s",
                                      part.part_id, exc)
-                    self.handler.part_resolved(part, sent=False, mr=None)
+                    self._outbox.part_resolved(part, sent=False, mr=None)
                 else:
-                    self.handler.part_resolved(part, sent=True, mr=mr)
+                    self._outbox.part_resolved(part, sent=True, mr=mr)
             self._delete_quietly(sess, part.storage_index)
-        self.handler.recovery_done(self.name)
+        self._outbox.recovery_done(self.name)
 
     def _slot_stat(self, sess: ATSession, index: int, pdu_hex: str) -> int | None:
         """<stat> of memory slot ``index`` if it still holds ``pdu_hex``, else None."""
@@ -183,4 +183,4 @@ class Sender:
         if error is not None:
             self._on_failure(f"modem {self.name}: reply {job.outbound_id} to recipient "
                              f"…{job.recipient[-4:]} failed: {error}")
-        self.handler.job_done(job, error, sent)
+        self._outbox.job_done(job, error, sent)

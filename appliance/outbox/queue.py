@@ -4,7 +4,7 @@ Every queued SMS gets the same treatment: its number in one canonical form (so a
 and its delivery report, or a guard's count, meet on the same key), its part count from
 the same planner the sender uses (so caps and pacing count what will really go out), and
 one committed row in ``outbound`` (with the inbound rows it answers marked in the same
-transaction). What happens next is the outbound state table's business (outbound.py).
+transaction). What happens next is the outbox's business (:mod:`.outbox`).
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import NamedTuple
 
-from .modem.pdu import count_parts, normalise_number
-from .store import Store
+from ..modem.pdu import count_parts, normalise_number
+from .table import ReplyTable
 
 
 class Queued(NamedTuple):
@@ -23,12 +23,13 @@ class Queued(NamedTuple):
     recipient: str
 
 
-def queue_sms(store: Store, *, to: str, country_code: str, text: str, kind: str,
+def queue_sms(*, to: str, country_code: str, text: str, kind: str,
               preferred_modem: str | None, inbound_ids: Sequence[int] = ()) -> Queued:
-    """Queue ``text`` for ``to`` (any written form of the number); committed on return."""
+    """Queue ``text`` for ``to`` (any written form of the number): committed on return, or
+    with the caller's write transaction. The message store must be open."""
     recipient = normalise_number(to, country_code)
     parts, _ = count_parts(text)
-    oid = store.queue_reply(recipient=recipient, text=text, parts=parts,
-                            preferred_modem=preferred_modem, inbound_ids=inbound_ids,
-                            kind=kind)
+    oid = ReplyTable().queue_reply(recipient=recipient, text=text, parts=parts,
+                                   preferred_modem=preferred_modem, inbound_ids=inbound_ids,
+                                   kind=kind)
     return Queued(oid, recipient)

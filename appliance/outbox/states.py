@@ -12,7 +12,7 @@ Every move goes through :func:`check_move`; an illegal one raises, so a bug cann
 park a citizen's answer in a state nothing ever looks at.
 
 A reply is encoded once (its parts, reference and PDUs persisted, see
-:meth:`appliance.store.Store.record_plan`) and every retry or resumption sends the parts not
+:meth:`.table.ReplyTable.record_plan`) and every retry or resumption sends the parts not
 yet sent, byte for byte, from the same SIM: the phone joins them to the parts it holds.
 Delivery is **at least once** per part: a part on the air when the process died with no
 recorded message reference (``AT+CMGS``) is sent again; the phone shows one message. Such
@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import enum
 
-from .errors import IllegalMove, ModemCommandError, ModemGone, ModemTimeout
+from ..errors import IllegalMove, ModemCommandError, ModemGone, ModemTimeout
 
 
 class State(str, enum.Enum):

@@ -1,7 +1,7 @@
 """Many modems: which one sends the next reply, how fast, and which are out of rotation.
 
-The queue itself lives in ``state.db`` (see :mod:`appliance.store`); each modem's owner
-thread asks :meth:`Bank.next_job` when it is free. The policy, as the service issue states it:
+The queue itself lives in ``state.db`` (its queries: :mod:`.table`); each modem's owner
+thread asks the outbox, which asks :meth:`Bank.next_job`, when it is free. The policy, as the service issue states it:
 
 * a reply leaves from the modem that received the request, while that modem is healthy and
   under its caps; otherwise from another healthy modem (it may claim replies whose preferred
@@ -9,7 +9,7 @@ thread asks :meth:`Bank.next_job` when it is free. The policy, as the service is
 * all parts of one reply go on one modem, back to back (the engine's one transaction);
   once encoded, a reply belongs to its SIM and resumes there after any fault. Another modem
   takes it when that SIM is unavailable and none of its parts has left, or when the SIM
-  has been unavailable for ``move_after_s`` (a split reply, counted by the store);
+  has been unavailable for ``move_after_s`` (a split reply, counted in ``outbound.splits``);
 * pacing: a minimum interval between two replies on one SIM, and rolling hourly/daily caps
   on parts, because operators suspend SIMs that send in bursts (docs/field-notes.md: ~200 SMS in
   15 minutes has cost a SIM);
@@ -30,8 +30,9 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from ..store import Job, Store
-from .engine import ModemState, ModemStatus
+from ..modem.contract import ModemState, ModemStatus
+from ..modem.ports import Job
+from .table import ReplyTable
 
 log = logging.getLogger(__name__)
 
@@ -95,12 +96,12 @@ class Slot:
 
 
 class Bank:
-    def __init__(self, store: Store, slots: Iterable[tuple[str, SlotSettings]], *,
+    def __init__(self, table: ReplyTable, slots: Iterable[tuple[str, SlotSettings]], *,
                  block_after_failures: int = 5, block_cooldown_s: float = 600.0,
                  move_after_s: float = 120.0,
                  on_alarm: Callable[[str, str], None] | None = None,
                  on_clear: Callable[[str], None] | None = None) -> None:
-        self.store = store
+        self.table = table
         self.slots = {name: Slot(name, s) for name, s in slots}
         self.block_after_failures = block_after_failures
         self.block_cooldown_s = block_cooldown_s
@@ -111,7 +112,7 @@ class Bank:
         self.pokers: dict[str, Callable[[], None]] = {}
         now = time.time()
         for slot in self.slots.values():
-            slot.sent.extend(store.part_times(slot.name, now - DAY))
+            slot.sent.extend(table.part_times(slot.name, now - DAY))
 
     # -- policy ----------------------------------------------------------------------------
 
@@ -130,7 +131,7 @@ class Bank:
             down = {n: s.down_for(now) for n, s in self.slots.items() if n != name}
         others = [n for n, t in down.items() if t > 0 or self.slots[n].unavailable_reason(now)]
         long_down = [n for n in others if down[n] >= self.move_after_s]
-        job = self.store.claim_next(name, others_unavailable=others, long_down=long_down,
+        job = self.table.claim_next(name, others_unavailable=others, long_down=long_down,
                                     alone=len(others) == len(down))
         if job is not None:
             with self._lock:
@@ -182,6 +183,12 @@ class Bank:
             log.warning("modem %s out of rotation: %s", name, slot.block_reason)
             self._on_alarm(f"modem_blocked:{name}", f"modem {name}: {slot.block_reason}")
             self._redistribute(name)
+
+    def credit_blocked(self, name: str) -> bool:
+        """Out of rotation for a credit-type failure, until a balance check clears it."""
+        with self._lock:
+            slot = self.slots.get(name)
+            return slot is not None and slot.credit_blocked
 
     def readmit(self, name: str) -> None:
         """A technician or a passing balance check clears a block."""
