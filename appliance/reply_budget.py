@@ -27,19 +27,16 @@ keeps the reply within ``max_parts`` by leaving those names out.
 
 from __future__ import annotations
 
-import logging
-import sqlite3
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from .modem.pdu_text import count_parts
+from .registry.names import longest_names
 from .registry.record import RELATIONS, OffenderRecord
 from .responder import (
     COMPACT_FORMS, Form, Policy, RegistryState, Templates, limit_reply, parts_of, respond,
 )
-
-log = logging.getLogger(__name__)
 
 #: Longest name, and longest parent's name, assumed when no registry is installed yet
 #: (characters). A chosen bound, not a measured one: room for four long words, twice the
@@ -209,27 +206,12 @@ def _problem(templates: Templates, policy: Policy, key: str, n: int, case: Case,
 def registry_lengths(path: Path) -> NameLengths | None:
     """The longest name and parent's name among the active records of the registry at
     ``path`` (either script), or None when there is none or it cannot be read."""
-    if not path.is_file():
+    longest = longest_names(path)
+    if longest is None:
         return None
-    try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-        try:
-            row = conn.execute(
-                "SELECT MAX(MAX(LENGTH(name_ur), LENGTH(name_en))), "
-                "MAX(MAX(LENGTH(parent_ur), LENGTH(parent_en))), "
-                "(SELECT version FROM registry_meta WHERE id = 1) "
-                "FROM offender WHERE status = 'active'").fetchone()
-        finally:
-            conn.close()
-    except (sqlite3.Error, ValueError) as exc:  # ValueError: a damaged file's undecodable
-        # schema or message (registry/lookup.py); the registry's own checks alarm on it
-        log.warning("cannot read name lengths from %s: %s", path, exc)
-        return None
-    if row is None or row[0] is None:
-        return None
-    return NameLengths(int(row[0]), int(row[1] or 0),
-                       f"the longest in registry version {row[2]} "
-                       f"({int(row[0])} and {int(row[1] or 0)} characters)")
+    return NameLengths(longest.name, longest.parent,
+                       f"the longest in registry version {longest.version} "
+                       f"({longest.name} and {longest.parent} characters)")
 
 
 _ALPHABET = {"ucs2": "UCS-2", "gsm7": "GSM-7"}
