@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from .credentials import RedactingFilter, RedactingFormatter, redact_credentials
+from .config.credentials import RedactingFilter, RedactingFormatter, redact_credentials
 from .errors import ApplianceError, ConfigError, ServiceUnreachable
 from .version import __version__
 
@@ -53,7 +53,7 @@ def setup_logging(verbose: int = 0, level: str = "INFO", fmt: str | None = None)
 
 def cmd_run(args: argparse.Namespace) -> int:
     from .config import load_config
-    from .service import Service
+    from .service.unit import Service
 
     config = load_config(args.config)
     config.require_modems()
@@ -76,12 +76,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
+    from .tools.demo import run_demo
     return run_demo(args)
 
 
 def cmd_lookup(args: argparse.Namespace) -> int:
-    from .lookup_cmd import lookup_main
+    from .tools.lookup import lookup_main
     return lookup_main(args)
 
 
@@ -143,12 +143,12 @@ def _extensions() -> list[Callable[..., None]]:
         regs.append(registry_parsers)
     except ImportError:
         pass
-    from .audit import add_parsers as audit_parsers
+    from .state.audit import add_parsers as audit_parsers
     regs.append(audit_parsers)
-    from .db_cli import add_parsers as db_parsers
+    from .tools.db import add_parsers as db_parsers
     regs.append(db_parsers)
     try:
-        from .techcli import add_parsers as tech_parsers
+        from .tools.techcli import add_parsers as tech_parsers
         regs.append(tech_parsers)
     except ImportError:
         pass
@@ -178,7 +178,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         for line in exc.problems:
             print(f"error: {redact_credentials(line)}", file=sys.stderr)
-        from .wording import plural
+        from .rules.wording import plural
         print(f"{plural(len(exc.problems), 'problem', 'problems')} found; nothing was "
               "started.", file=sys.stderr)
         return 2

@@ -2,7 +2,7 @@
 
 "Did my 10:05 SMS arrive?" must be answerable with ``journalctl -u nsor-appliance``, as it
 is with gammu-smsd and smstools3, without ever putting a CNIC in the log: each CNIC appears
-as the audit log's keyed hash (HMAC-SHA256 under the unit secret, :mod:`appliance.audit`),
+as the audit log's keyed hash (HMAC-SHA256 under the unit secret, :mod:`appliance.state.audit`),
 so a journal line and an audit row of one query carry the same hash, and a sender only as
 the last four digits of the number.
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""What the status page's 24-hour history costs (appliance/history.py), at its worst case:
+"""What the status page's 24-hour history costs (appliance/state/history.py), at its worst case:
 four modems with a signal and a balance, and every reply verdict, every minute of the day.
 
     python scripts/bench_history.py [--modems 4] [--dir /var/tmp]
@@ -23,8 +23,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from appliance.history import STEP_S, VERDICTS, WINDOW_S, History  # noqa: E402
-from appliance.store import Store, run_sql, write_txn  # noqa: E402
+from appliance.state.history import STEP_S, VERDICTS, WINDOW_S, History  # noqa: E402
+from appliance.state.store import Store, run_sql, write_txn  # noqa: E402
 
 
 def main() -> None:

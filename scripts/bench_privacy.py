@@ -22,11 +22,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from appliance import reply_budget, retention  # noqa: E402
-from appliance.audit import Audit  # noqa: E402
-from appliance.guard import GuardCnic, GuardEvent  # noqa: E402
-from appliance.responder import Policy, load_templates  # noqa: E402
-from appliance.store import Store, db, write_txn  # noqa: E402
+from appliance.registry.names import longest_names  # noqa: E402
+from appliance.rules import reply_budget  # noqa: E402
+from appliance.state import retention  # noqa: E402
+from appliance.state.audit import Audit  # noqa: E402
+from appliance.service.guard import GuardCnic, GuardEvent  # noqa: E402
+from appliance.rules.responder import Policy, load_templates  # noqa: E402
+from appliance.state.store import Store, db, write_txn  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 DAY_S = 86_400.0
@@ -39,7 +41,7 @@ def _timed(fn):  # type: ignore[no-untyped-def]
 
 
 def bench_registry(path: Path) -> None:
-    lengths, took = _timed(lambda: reply_budget.registry_lengths(path))
+    lengths, took = _timed(lambda: reply_budget.lengths_of(longest_names(path)))
     print(f"FIGURES registry_lengths records_file={path.name} seconds={took:.3f} "
           f"name={lengths.name if lengths else None} parent={lengths.parent if lengths else None}")
 

@@ -30,7 +30,7 @@ from appliance.config import config_from_dict  # noqa: E402
 from appliance.modem import pdu as pdumod  # noqa: E402
 from appliance.modem.engine import ModemState, ModemStatus  # noqa: E402
 from appliance.registry.importer import SAMPLE_REGISTRY, import_file  # noqa: E402
-from appliance.service import Service  # noqa: E402
+from appliance.service.unit import Service  # noqa: E402
 from appliance.simulator import pdu as sim_pdu  # noqa: E402
 from appliance.modem.ports import SubmittedPart  # noqa: E402
 

@@ -25,7 +25,7 @@ for _p in (ROOT, SCRIPTS):
     if str(_p) not in sys.path:
         sys.path.insert(0, str(_p))
 
-from appliance.cnic import format_cnic  # noqa: E402
+from appliance.rules.cnic import format_cnic  # noqa: E402
 from appliance.modem.pdu import count_parts  # noqa: E402
 from appliance.registry.lookup import Registry  # noqa: E402
 

@@ -122,7 +122,7 @@ if [[ $VERSION != "$("$PYTHON" -c 'import sys, tomllib; print(tomllib.load(open(
 fi
 got=$(cd "$APP" && "$VENV/bin/python" -c 'from appliance import __version__; print(__version__)')
 [[ $got == "$VERSION" ]] || die "the packaged code says version $got, not $VERSION"
-STATE_SCHEMA=$(cd "$APP" && "$VENV/bin/python" -c 'from appliance.store import STATE_SCHEMA; print(STATE_SCHEMA.current)')
+STATE_SCHEMA=$(cd "$APP" && "$VENV/bin/python" -c 'from appliance.state.store import STATE_SCHEMA; print(STATE_SCHEMA.current)')
 REGISTRY_SCHEMA=$(cd "$APP" && "$VENV/bin/python" -c 'from appliance.registry.models import REGISTRY_SCHEMA; print(REGISTRY_SCHEMA.current)')
 find "$APP" \( -name __pycache__ -o -name '*.pyc' \) -prune -exec rm -rf {} +
 

@@ -44,7 +44,7 @@ class LocalAnswer:
         from pathlib import Path
 
         from appliance.registry.lookup import Registry
-        from appliance.responder import Policy, load_templates
+        from appliance.rules.responder import Policy, load_templates
 
         self.registry = Registry(Path(registry))
         self.templates = load_templates(Path(templates))
@@ -56,7 +56,7 @@ class LocalAnswer:
 
         from appliance.modem.pdu import normalise_number
         from appliance.registry.lookup import is_stale
-        from appliance.responder import RegistryState, respond
+        from appliance.rules.responder import RegistryState, respond
 
         info = self.registry.info()
         if not info.exists:

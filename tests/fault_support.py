@@ -31,7 +31,7 @@ import pytest
 
 from appliance.registry.importer import demo_cnics
 from appliance.registry.lookup import Registry
-from appliance.responder import Policy, load_templates, respond
+from appliance.rules.responder import Policy, load_templates, respond
 from tests.conftest import FIRMWARE_CONFIG, ROOT
 
 #: Where every figure of the suite is appended, one JSON object a line (CI keeps the file).

@@ -14,8 +14,8 @@ TECHNICIAN = "+923009998877"
 
 def test_modem_down_sends_one_alarm_sms_and_a_blink_sends_none(
         tmp_path: Path, sim: Any, sample_registry: Path) -> None:
-    from appliance.service import Service
-    from appliance.store import Outbound
+    from appliance.service.unit import Service
+    from appliance.state.store import Outbound
 
     svc = Service(unit_config(tmp_path, sim, alarms={"sms_numbers": [TECHNICIAN],
                                                      "min_interval_minutes": 1}),

@@ -21,14 +21,14 @@ from pathlib import Path
 import peewee as pw
 import pytest
 
-from appliance import audit
-from appliance.audit import Audit, AuditEvent
+from appliance.state import audit
+from appliance.state.audit import Audit, AuditEvent
 from appliance.errors import ConfigError
-from appliance.guard import Guard, GuardVerdict
+from appliance.service.guard import Guard, GuardVerdict
 from appliance.registry.importer import SAMPLE_REGISTRY, demo_cnics, read_export
-from appliance.responder import Reply, Verdict
-from appliance.secret import load_or_create_secret
-from appliance.store import Store
+from appliance.rules.responder import Reply, Verdict
+from appliance.state.secret import load_or_create_secret
+from appliance.state.store import Store
 
 SECRET = bytes(range(32))
 DAY = 86_400.0

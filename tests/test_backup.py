@@ -19,7 +19,7 @@ replies = ReplyTable()  # stateless: the outbox's queries of the state.db a Stor
 
 def test_backup_has_what_cp_misses_while_the_unit_writes(tmp_path: Path, sim: Any,
                                                         sample_registry: Path) -> None:
-    from appliance.store import Store
+    from appliance.state.store import Store
 
     store = Store(tmp_path / "data" / "state.db")  # stays open: the running service
     try:

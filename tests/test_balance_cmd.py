@@ -19,7 +19,7 @@ PATTERN = r"Rs\.?\s*([0-9.,]+)"
 
 @pytest.fixture
 def balance_unit(tmp_path: Path, sim: Any, sample_registry: Path) -> Iterator[tuple[Any, Path]]:
-    from appliance.service import Service
+    from appliance.service.unit import Service
 
     sim.modems[0].balance = 42.5
     sim.modems[1].balance = 7.25

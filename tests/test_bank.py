@@ -10,7 +10,7 @@ import pytest
 
 from appliance.outbox.bank import Bank, SlotSettings
 from appliance.modem.engine import ModemState, ModemStatus
-from appliance.store import Store
+from appliance.state.store import Store
 from tests.conftest import wait_until
 from appliance.outbox.table import ReplyTable
 

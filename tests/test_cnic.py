@@ -1,4 +1,4 @@
-"""appliance.cnic: how the text of one SMS is read into CNICs.
+"""appliance.rules.cnic: how the text of one SMS is read into CNICs.
 
 The table covers what docs/field-notes.md reports people actually send; the properties check that
 no text makes the parser raise and that a wrong-length number is never cut or padded.
@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from appliance.cnic import (CNIC_LENGTH, MIN_ATTEMPT_DIGITS, CnicParse, format_cnic,
+from appliance.rules.cnic import (CNIC_LENGTH, MIN_ATTEMPT_DIGITS, CnicParse, format_cnic,
                             normalise_cnic, parse_message, province, to_urdu_digits)
 
 A = "3520212345671"

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from appliance.alarms import Alarms
-from appliance.credentials import RedactingFormatter, redact_credentials, redact_tree
+from appliance.service.alarms import Alarms
+from appliance.config.credentials import RedactingFormatter, redact_credentials, redact_tree
 from tests.conftest import FIRMWARE_CONFIG, ROOT, unit_config
 
 PASSWORD = "hunter2-Xq9"
@@ -69,7 +69,7 @@ def test_alarms_keep_and_send_only_the_redacted_message() -> None:
 
 def test_service_status_snapshot_is_redacted(tmp_path: Path, sim: Any) -> None:
     from appliance.registry.importer import SAMPLE_REGISTRY, import_file
-    from appliance.service import Service
+    from appliance.service.unit import Service
 
     registry = tmp_path / "data" / "registry.db"
     registry.parent.mkdir(parents=True)

@@ -31,7 +31,7 @@ import pytest
 
 from appliance import __version__
 from appliance.registry.importer import demo_cnics
-from appliance.store import STATE_SCHEMA
+from appliance.state.store import STATE_SCHEMA
 from tests.conftest import ROOT
 
 PKG = "nsor-appliance"
@@ -126,7 +126,7 @@ def next_release(dest: Path, *, compatible: bool) -> Path:
     step = (f'Step({n}, "outbound.next_release_note", add_column(_note))' if compatible else
             f'Step({n}, "kv values re-encoded", sql("UPDATE kv SET value = value"), '
             "compatible=False)")
-    with (src / "appliance/store.py").open("a") as fh:
+    with (src / "appliance/state/store.py").open("a") as fh:
         fh.write(f"\n\n# The next release (tests/test_deb.py).\n"
                  f"from .migrate import Step, add_column, sql  # noqa: E402\n"
                  f"_note = pw.TextField(null=True)\n"
@@ -266,12 +266,12 @@ def test_upgrade_rollback_remove_purge(deb_v1: Path, deb_v2: Path, clean_machine
     apt_install(deb_v1)
     # A unit in service: a queued reply in state.db, a technician's edit of appliance.toml.
     oid = as_service_user(
-        "from appliance.store import Store\n"
+        "from appliance.state.store import Store\n"
         "from appliance.outbox.table import ReplyTable\n"
         "s = Store('/var/lib/nsor/state.db')\n"
         "print(ReplyTable().queue_reply(recipient='+923001234567', text='سلام', parts=1, "
         "preferred_modem='sim1'))\n"
-        "from appliance.secret import load_or_create_secret\n"
+        "from appliance.state.secret import load_or_create_secret\n"
         "load_or_create_secret('/var/lib/nsor/secret.key')\n").split()[0]
     secret = sha256(DATA / "secret.key")
     edited = (ETC / "appliance.toml").read_text().replace('name = "nsor-unit-01"',
@@ -303,7 +303,7 @@ def test_upgrade_rollback_remove_purge(deb_v1: Path, deb_v2: Path, clean_machine
     assert installed_version() == V1
     assert nsor("--version").stdout == f"nsor-appliance {V1}\n"
     assert "compatible, so it is used as is" in nsor("db", "status").stdout
-    counts = as_service_user("from appliance.store import Store\n"
+    counts = as_service_user("from appliance.state.store import Store\n"
                              "print(Store('/var/lib/nsor/state.db').counts())")
     assert "'queued': 1" in counts
     assert (ETC / "appliance.toml").read_text() == edited
@@ -321,12 +321,12 @@ def test_upgrade_rollback_remove_purge(deb_v1: Path, deb_v2: Path, clean_machine
 def test_downgrade_past_an_incompatible_change_is_refused(
         deb_v1: Path, deb_v3: Path, clean_machine: None) -> None:
     apt_install(deb_v1)
-    as_service_user("from appliance.store import Store\n"
+    as_service_user("from appliance.state.store import Store\n"
                     "Store('/var/lib/nsor/state.db').kv_set('k', 'v')")
     apt_install(deb_v3)
     assert installed_version() == V3
     state = DATA / "state.db"
-    as_service_user("from appliance.store import Store\n"
+    as_service_user("from appliance.state.store import Store\n"
                     "Store('/var/lib/nsor/state.db').close()")  # checkpointed, closed
     before = sha256(state)
     proc = run(*APT, *CONF_OLD, "--allow-downgrades", "install", deb_v1, env=OFFLINE,

@@ -164,7 +164,7 @@ def running_service(tmp_path: Path, sim: Simulator, *,
                     **sections: Any) -> Iterator[Any]:
     """An in-process Service on ``sim``, logging everything down to raw AT traffic into
     ``tmp_path/service.log``: when a test fails, every line each modem saw is there."""
-    from appliance.service import Service
+    from appliance.service.unit import Service
     from tests.conftest import unit_config
 
     handler = logging.FileHandler(tmp_path / "service.log")

@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from appliance.inbound_age import AgeRules, judge_age
+from appliance.rules.inbound_age import AgeRules, judge_age
 from appliance.simulator.pdu import PAKISTAN
 from appliance.simulator.bank import Simulator
 from tests.conftest import wait_until

@@ -165,9 +165,9 @@ def test_credentials_tls_and_acls_are_enforced(broker: Broker, tmp_path: Path) -
 def test_the_link_says_why_it_cannot_connect(broker: Broker, tmp_path: Path, case: str,
                                              expected: str) -> None:
     """What the fleet_link alarm and the status snapshot will name, per cause."""
-    from appliance.alarms import Alarms
+    from appliance.service.alarms import Alarms
     from appliance.fleet.link import FleetLink
-    from appliance.store import Store
+    from appliance.state.store import Store
     from tests.fleet_support import Pki
 
     section = broker.fleet("unit-x")
@@ -266,7 +266,7 @@ def test_backlog_after_a_link_cut_is_delivered_and_kill9_loses_nothing(
     back; the unit is killed with SIGKILL while it delivers, restarted, and every report
     reaches the centre exactly once after de-duplication."""
     from appliance.fleet.outbox import HitOutbox
-    from appliance.store import Store, write_txn
+    from appliance.state.store import Store, write_txn
 
     archive = HitArchive(tmp_path / "centre" / "hits.db")
     make_session(broker, archive)

@@ -30,8 +30,8 @@ from appliance.modem import pdu
 from appliance.simulator import pdu as sim_pdu
 from appliance.simulator.gsm7 import is_gsm7
 from appliance.registry.importer import SAMPLE_REGISTRY, demo_cnics, import_file
-from appliance.service import Service
-from appliance.store import Inbound, Outbound
+from appliance.service.unit import Service
+from appliance.state.store import Inbound, Outbound
 
 DATA = Path(__file__).resolve().parent / "data"
 FIRMWARE_CONFIG = Path(__file__).resolve().parent.parent / "firmware_config"

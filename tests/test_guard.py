@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 
 from appliance.config import config_from_dict
-from appliance.guard import Guard, GuardVerdict
+from appliance.service.guard import Guard, GuardVerdict
 from appliance.registry.record import OffenderRecord
-from appliance.responder import Reply, Verdict
-from appliance.store import Store
+from appliance.rules.responder import Reply, Verdict
+from appliance.state.store import Store
 
 T0 = 1_750_000_000.0
 OWN = "+923009999999"

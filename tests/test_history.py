@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from appliance.history import STEP_S, VERDICTS, WINDOW_S, History, columns, counts_since, sample
-from appliance.store import Store, run_sql, write_txn
+from appliance.state.history import STEP_S, VERDICTS, WINDOW_S, History, columns, counts_since, sample
+from appliance.state.store import Store, run_sql, write_txn
 
 T0 = 1_800_000_000.0  # a minute boundary (divisible by 60)
 

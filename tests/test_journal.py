@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from appliance.audit import keyed_hash
+from appliance.state.audit import keyed_hash
 from appliance.journal import (MSG_REPLY_OUT, MSG_SMS_IN, NOTICE, JournalHandler, reply_out,
                                sms_in, tail)
 from appliance.registry.importer import demo_cnics

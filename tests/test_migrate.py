@@ -1,4 +1,4 @@
-"""Schema versions and migrations (appliance.migrate) on real SQLite files: a file from
+"""Schema versions and migrations (appliance.state.migrate) on real SQLite files: a file from
 before versions existed, a next release that adds a column and a table, a downgrade that
 works (compatible changes) and one that is refused without a byte changing, a failing
 migration rolled back, and the ``db`` commands the Debian package's scripts run."""
@@ -16,9 +16,9 @@ import peewee as pw
 import pytest
 
 from appliance.errors import SchemaError
-from appliance.migrate import Schema, Step, add_column, create_table, open_and_upgrade, sql
+from appliance.state.migrate import Schema, Step, add_column, create_table, open_and_upgrade, sql
 from appliance.registry.models import REGISTRY_SCHEMA, SCHEMA_VERSION
-from appliance.store import PRAGMAS, STATE_SCHEMA, Store
+from appliance.state.store import PRAGMAS, STATE_SCHEMA, Store
 from tests.conftest import ROOT
 from appliance.outbox.table import ReplyTable
 
@@ -80,7 +80,7 @@ def state_with_a_reply(path: Path) -> int:
 
 def legacy_state_db(path: Path) -> None:
     """A state.db as units wrote it before schema versions: the tables, user_version 0."""
-    from appliance.store import MODELS
+    from appliance.state.store import MODELS
     db = pw.SqliteDatabase(str(path))
     with db.bind_ctx(MODELS), db:
         db.create_tables(MODELS)

@@ -19,7 +19,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from appliance.registry.importer import demo_cnics
-from appliance.statuspage import StatusServer
+from appliance.status.server import StatusServer
 from tests.conftest import unit_config, wait_until
 from tests.test_statuspage import CITIZEN, all_ready, get
 
@@ -187,7 +187,7 @@ def expressions() -> Iterator[tuple[str, str]]:
 def scraped(tmp_path: Path, sim: Any, sample_registry: Path) -> Iterator[set[str]]:
     """Every metric name a real unit exports: a Service on the simulator with balance
     checks, one reply, one alarm of a modem and one of the unit, scraped over HTTP."""
-    from appliance.service import Service
+    from appliance.service.unit import Service
 
     svc = Service(unit_config(tmp_path, sim, modem_overrides={
         "balance_ussd": "*123#", "balance_pattern": r"Rs\.?\s*([0-9.,]+)"}))

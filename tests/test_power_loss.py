@@ -1,7 +1,7 @@
 """Power loss (issue 5, point 8): a process killed mid-transaction leaves ``state.db`` whole.
 
 A child process runs the unit's real units of work on a real file through
-:class:`appliance.store.Store` — record an inbound SMS, queue its reply (one transaction
+:class:`appliance.state.store.Store` — record an inbound SMS, queue its reply (one transaction
 that also marks the SMS answered), claim it, record its part, mark it sent — and reports
 each one on a pipe only after the commit returned. The test SIGKILLs it at random moments,
 round after round on the same file, and after every kill checks that:
@@ -14,7 +14,7 @@ round after round on the same file, and after every kill checks that:
 
 SIGKILL stops the process, not the kernel: the page cache survives, so this proves SQLite's
 atomic commit and WAL recovery as the unit uses them, not the disk's honesty about fsync.
-That half rests on ``synchronous=FULL``, argued in :mod:`appliance.store`.
+That half rests on ``synchronous=FULL``, argued in :mod:`appliance.state.store`.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ def child(path: str, round_no: int) -> None:
     """The unit's write path in a loop, acknowledging each commit on stdout (run in a child)."""
     from appliance.outbox.states import State
     from appliance.modem.ports import SubmittedPart
-    from appliance.store import Store
+    from appliance.state.store import Store
 
     store = Store(path)
     i = 0
@@ -140,7 +140,7 @@ def kill_a_child(path: Path, round_no: int, rng: random.Random) -> list[str]:
 def test_sigkill_mid_transaction_never_loses_a_commit(tmp_path: Path,
                                                      request: pytest.FixtureRequest,
                                                      record_property: Any) -> None:
-    from appliance.store import Store
+    from appliance.state.store import Store
 
     rng = random.Random(8)
     path = tmp_path / "state.db"

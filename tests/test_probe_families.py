@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from appliance.simulator.bank import ModemSpec, Simulator
-from appliance.probe import probe_all
+from appliance.tools.probe import probe_all
 
 
 def test_probe_reads_sms_only_registration_and_number(tmp_path: Path) -> None:

@@ -31,7 +31,7 @@ import pytest
 from appliance.registry.integrity import DEFAULT_VERIFY_MINUTES
 from appliance.registry.lookup import Registry, is_stale
 from appliance.registry.record import OffenderRecord
-from appliance.responder import Policy, RegistryState, load_templates, respond
+from appliance.rules.responder import Policy, RegistryState, load_templates, respond
 from tests.test_registry_support import Env, env, people, person
 
 __all__ = ["env"]

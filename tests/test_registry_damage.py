@@ -21,7 +21,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from appliance.registry.integrity import ALARM, IntegrityWatch
 from appliance.registry.lookup import Registry
 from appliance.registry.schedule import RegistryScheduler
-from appliance.responder import RegistryState, respond
+from appliance.rules.responder import RegistryState, respond
 from tests.test_registry_bitflip import POLICY, TEMPLATES, unit_state
 from tests.test_registry_support import Env, env, people, person
 

@@ -18,12 +18,13 @@ from typing import Any
 
 import pytest
 
-from appliance.cnic import format_cnic
+from appliance.rules.cnic import format_cnic
 from appliance.errors import ConfigError
 from appliance.registry.importer import SAMPLE_REGISTRY, demo_cnics, import_file
 from appliance.registry.lookup import Registry
-from appliance.reply_budget import BOUND, NAME_BOUND, cases, check, registry_lengths
-from appliance.responder import Policy, Templates, load_templates, parse_templates, respond
+from appliance.registry.names import longest_names
+from appliance.rules.reply_budget import BOUND, NAME_BOUND, cases, check, lengths_of
+from appliance.rules.responder import Policy, Templates, load_templates, parse_templates, respond
 from tests.conftest import FIRMWARE_CONFIG, ROOT, unit_config, wait_until, write_unit_toml
 from tests.test_service_e2e import independent_texts
 
@@ -195,7 +196,7 @@ def test_16_bit_references_count_66_characters_a_part() -> None:
     cases8 = {c.label: c.text for c in cases(templates, Policy(), BOUND)}
     longest = max(cases8.values(), key=lambda t: len(t.encode("utf-16-be")))
     units = len(longest.encode("utf-16-be")) // 2
-    from appliance.responder import parts_of
+    from appliance.rules.responder import parts_of
     assert parts_of(longest, Policy(ref16=True)) == math.ceil(units / 66)
 
 
@@ -230,14 +231,14 @@ def _long_name_registry(path: Path, version: int, name_len: int) -> str:
 def test_registry_lengths_reads_the_longest_active_names(tmp_path: Path) -> None:
     path = tmp_path / "registry.db"
     _long_name_registry(path, 1, 70)
-    lengths = registry_lengths(path)
+    lengths = lengths_of(longest_names(path))
     assert lengths is not None and lengths.name >= 69 and lengths.parent >= 69
-    assert registry_lengths(tmp_path / "none.db") is None
+    assert lengths_of(longest_names(tmp_path / "none.db")) is None
 
 
 def test_a_registry_with_names_too_long_raises_an_alarm_and_replies_stay_bounded(
         tmp_path: Path, sim: Any, sample_registry: Path) -> None:
-    from appliance.service import Service
+    from appliance.service.unit import Service
 
     svc = Service(unit_config(tmp_path, sim, replies={"max_parts": 3}), health_check_s=0.3)
     svc.start()

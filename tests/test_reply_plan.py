@@ -14,7 +14,7 @@ from appliance.outbox.bank import Bank, SlotSettings
 from appliance.modem.engine import ModemState, ModemStatus
 from appliance.outbox.states import State
 from appliance.modem.ports import Job, PlanPart, SubmittedPart
-from appliance.store import Store
+from appliance.state.store import Store
 from appliance.outbox.table import ReplyTable
 
 replies = ReplyTable()  # stateless: the outbox's queries of the state.db a Store opened

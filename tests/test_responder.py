@@ -1,4 +1,4 @@
-"""appliance.responder: the safety rules of a reply, against the shipped templates.
+"""appliance.rules.responder: the safety rules of a reply, against the shipped templates.
 
 The lookup is a real function over a dict of records that counts its calls, so "the
 registry is not consulted when it is stale" is checked, not assumed.
@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from appliance.errors import ConfigError, RegistryError
 from appliance.registry.record import OffenderRecord
-from appliance.responder import (KINDS, Policy, RegistryState, Reply, Templates,
+from appliance.rules.responder import (KINDS, Policy, RegistryState, Reply, Templates,
                                  limit_reply, load_templates, parse_templates, respond)
 
 REPLIES = Path(__file__).resolve().parents[1] / "firmware_config" / "replies.toml"

@@ -21,10 +21,10 @@ from typing import Any
 
 import pytest
 
-from appliance.cnic import format_cnic
+from appliance.rules.cnic import format_cnic
 from appliance.registry.importer import demo_cnics
 from appliance.registry.lookup import Registry
-from appliance.retention import (
+from appliance.state.retention import (
     RETENTION, Hashers, Redact, is_keyed_hash, redact, unclassified_columns,
 )
 from tests.conftest import ROOT, unit_config, wait_until
@@ -102,7 +102,7 @@ def _names(registry: Path, cnics: list[str]) -> tuple[str, ...]:
 
 @pytest.fixture
 def service(tmp_path: Path, sim: Any, sample_registry: Path) -> Iterator[Any]:
-    from appliance.service import Service
+    from appliance.service.unit import Service
 
     svc = Service(unit_config(tmp_path, sim))
     svc.start()
@@ -126,7 +126,7 @@ def test_no_clear_cnic_name_or_number_after_the_window(tmp_path: Path, service: 
     handsets = ("+923001112233", "+923214445566")
     assert wait_until(lambda: len(sim.inbox(handsets[0])) == 2
                       and len(sim.inbox(handsets[1])) == 2, 30), "replies missing"
-    from appliance.store import Inbound, Outbound
+    from appliance.state.store import Inbound, Outbound
     assert wait_until(lambda: Inbound.select().count() == len(messages)
                       and Outbound.select().where(Outbound.status == "queued").count() == 0
                       and Outbound.select().where(Outbound.status == "sending").count() == 0,
@@ -183,11 +183,11 @@ def _count(db_path: Path, table: str) -> int:
 
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[Any]:
-    from appliance.audit import ensure_schema
-    from appliance.guard import GuardCnic, GuardEvent
+    from appliance.state.audit import ensure_schema
+    from appliance.service.guard import GuardCnic, GuardEvent
     from appliance.fleet.outbox import FleetHit
-    from appliance.history import HistoryRow
-    from appliance.store import Store, db
+    from appliance.state.history import HistoryRow
+    from appliance.state.store import Store, db
 
     s = Store(tmp_path / "state.db")
     db.create_tables([GuardEvent, GuardCnic, HistoryRow, FleetHit], safe=True)
@@ -201,7 +201,7 @@ def test_every_text_column_of_state_db_is_classified(store: Any) -> None:
 
 
 def test_an_unclassified_text_column_is_reported(store: Any) -> None:
-    from appliance.store import db
+    from appliance.state.store import db
 
     db.execute_sql("CREATE TABLE later_feature (id INTEGER PRIMARY KEY, note TEXT, n INTEGER)")
     db.execute_sql("ALTER TABLE inbound ADD COLUMN operator_note VARCHAR(40)")
@@ -209,7 +209,7 @@ def test_an_unclassified_text_column_is_reported(store: Any) -> None:
 
 
 def test_classification_names_only_real_columns(store: Any) -> None:
-    from appliance.store import db
+    from appliance.state.store import db
 
     for rule in RETENTION:
         cols = {r[1] for r in db.execute_sql(f'PRAGMA table_info("{rule.table}")')}
@@ -220,7 +220,7 @@ _HASHERS = Hashers(number=lambda n: "a" * 63 + "1", digest=lambda d: "b" * 63 + 
 
 
 def test_rows_still_needed_are_never_redacted(store: Any) -> None:
-    from appliance.store import Inbound
+    from appliance.state.store import Inbound
 
     old = time.time() - 30 * DAY_S
     waiting = store.record_inbound(modem="m", pdu_hash="1" * 32, pdu="07AB", sender="+92300",
@@ -239,7 +239,7 @@ def test_rows_still_needed_are_never_redacted(store: Any) -> None:
     row = Inbound.get_by_id(done)
     assert (row.text, row.pdu, row.sender, row.pdu_hash) == ("", "", "a" * 63 + "1",
                                                             "b" * 63 + "2")
-    from appliance.store import Outbound
+    from appliance.state.store import Outbound
     assert Outbound.get_by_id(oid).text == "queued reply"
 
 
@@ -254,8 +254,8 @@ def test_window_counts_from_when_the_message_was_done(store: Any) -> None:
 
 
 def test_audit_rows_accept_only_their_sender_pseudonymised(store: Any) -> None:
-    from appliance.audit import Audit
-    from appliance.store import db
+    from appliance.state.audit import Audit
+    from appliance.state.store import db
 
     audit = Audit(b"k" * 32)
     audit.append(modem="m", sender="+923001112233", entries=[("3520212345671", "hit")],
@@ -285,7 +285,7 @@ def _mode(path: Path) -> int:
 
 
 def test_state_db_and_its_wal_are_0600_under_umask_022(tmp_path: Path) -> None:
-    from appliance.store import Store, db
+    from appliance.state.store import Store, db
 
     old = os.umask(0o022)
     try:
@@ -301,7 +301,7 @@ def test_state_db_and_its_wal_are_0600_under_umask_022(tmp_path: Path) -> None:
 
 
 def test_a_world_readable_state_db_is_tightened(tmp_path: Path) -> None:
-    from appliance.store import Store
+    from appliance.state.store import Store
 
     path = tmp_path / "state.db"
     Store(path).close()
@@ -327,8 +327,8 @@ def test_the_demo_writes_a_private_state_db_under_umask_022(tmp_path: Path) -> N
 
 
 def test_an_older_store_gets_the_new_audit_trigger(store: Any) -> None:
-    from appliance.audit import Audit, ensure_schema
-    from appliance.store import db
+    from appliance.state.audit import Audit, ensure_schema
+    from appliance.state.store import db
 
     db.execute_sql("DROP TRIGGER audit_event_only_pseudonymise")
     db.execute_sql("""CREATE TRIGGER audit_event_no_update BEFORE UPDATE ON audit_event
@@ -344,7 +344,7 @@ def test_an_older_store_gets_the_new_audit_trigger(store: Any) -> None:
 def test_the_watermark_survives_rows_deleted_and_rowids_reused(store: Any) -> None:
     """A guard table emptied by its purge reuses rowids below the job's watermark; rows
     written in clear there (by an older version) are still found."""
-    from appliance.store import db
+    from appliance.state.store import db
 
     old = time.time() - 30 * DAY_S
     for _ in range(3):
@@ -364,8 +364,8 @@ def test_guard_rows_of_an_older_version_are_pseudonymised_and_still_count(
     """An upgrade keeps every sender's counters (the loop guard sees the earlier messages)
     while the clear numbers leave the guard's tables at once."""
     from appliance.config import config_from_dict
-    from appliance.guard import Guard, GuardCnic, GuardEvent
-    from appliance.store import Store, db
+    from appliance.service.guard import Guard, GuardCnic, GuardEvent
+    from appliance.state.store import Store, db
 
     store = Store(tmp_path / "state.db")
     try:

@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from appliance.cnic import format_cnic, to_urdu_digits
+from appliance.rules.cnic import format_cnic, to_urdu_digits
 from appliance.registry.importer import demo_cnics
 from appliance.registry.lookup import Registry
-from appliance.responder import Policy, load_templates, respond
+from appliance.rules.responder import Policy, load_templates, respond
 from tests.conftest import FIRMWARE_CONFIG, ROOT, unit_config, wait_until, write_unit_toml
 
 CITIZEN = "+923001112233"
@@ -59,7 +59,7 @@ def expected_reply(registry_path: Path, text: str) -> str:
 
 @pytest.fixture
 def service(tmp_path: Path, sim: Any, sample_registry: Path) -> Any:
-    from appliance.service import Service
+    from appliance.service.unit import Service
 
     svc = Service(unit_config(tmp_path, sim))
     svc.start()
@@ -105,7 +105,7 @@ def test_long_inbound_sms_is_reassembled(service: Any, sim: Any, sample_registry
 
 def test_sms_stored_before_startup_is_answered(tmp_path: Path, sim: Any,
                                                sample_registry: Path) -> None:
-    from appliance.service import Service
+    from appliance.service.unit import Service
 
     sim.citizen_send(CITIZEN, 0, CNICS.misses[1], store_only=True)
     assert len(sim.modems[0].stored()) == 1
@@ -123,7 +123,7 @@ def test_alphanumeric_and_own_numbers_are_not_answered(service: Any, sim: Any) -
     sim.citizen_send(sim.modems[1].number, 0, CNICS.misses[0])
     sim.citizen_send(CITIZEN, 0, CNICS.misses[0])
     assert wait_until(lambda: len(sim.inbox(CITIZEN)) == 1, 15)
-    from appliance.store import Inbound
+    from appliance.state.store import Inbound
     assert wait_until(lambda: Inbound.select().where(Inbound.status == "ignored").count() == 2)
     reasons = {r.reason for r in Inbound.select().where(Inbound.status == "ignored")}
     assert any("alphanumeric" in r for r in reasons) and any("own number" in r for r in reasons)
@@ -260,7 +260,7 @@ def test_kill_during_cmss_sends_no_duplicate(tmp_path: Path, sim: Any,
 
 
 def test_delivery_reports_mark_the_reply_delivered(service: Any, sim: Any) -> None:
-    from appliance.store import Outbound
+    from appliance.state.store import Outbound
 
     sim.citizen_send(CITIZEN, 0, f"{CNICS.hits[0]} {CNICS.hits[1]}")  # a multipart reply
     assert wait_until(lambda: len(sim.inbox(CITIZEN)) == 1, 15)
@@ -272,7 +272,7 @@ def test_delivery_reports_mark_the_reply_delivered(service: Any, sim: Any) -> No
 
 
 def test_a_permanent_error_fails_the_reply_with_an_alarm(service: Any, sim: Any) -> None:
-    from appliance.store import Outbound
+    from appliance.state.store import Outbound
 
     sim.modems[0].faults.cms_error_rate = 1.0
     sim.modems[0].faults.cms_error_code = 1  # unassigned number: never retried
@@ -290,7 +290,7 @@ def test_an_incomplete_long_sms_is_answered_after_the_timeout(
     """Part 2 of 2 never arrives: after reassembly_timeout_s the unit answers what it has."""
     from datetime import datetime, timezone
 
-    from appliance.service import Service
+    from appliance.service.unit import Service
     from tests.pdu_support import deliver_pdus
 
     text = f"{format_cnic(CNICS.hits[0])} " + "x" * 170  # two GSM-7 parts

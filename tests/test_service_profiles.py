@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from appliance.cnic import format_cnic
+from appliance.rules.cnic import format_cnic
 from appliance.simulator.profiles import PROFILES
 from appliance.registry.importer import demo_cnics
 from tests.conftest import unit_config, wait_until
@@ -42,7 +42,7 @@ def bank(tmp_path: Path, family: str) -> Iterator[Any]:
 @pytest.fixture
 def unit(tmp_path: Path, bank: Any, sample_registry: Path,
          caplog: pytest.LogCaptureFixture) -> Iterator[Any]:
-    from appliance.service import Service
+    from appliance.service.unit import Service
 
     caplog.set_level(logging.INFO, logger="appliance.modem")
     svc = Service(unit_config(tmp_path, bank))
@@ -88,7 +88,7 @@ def test_lte_sms_only_module_follows_registration_urcs(tmp_path: Path, bank: Any
     URCs can move the state: +CREG 0 / +CEREG 0, then "+CREG: 6, 0FA1, 1B2C,7" and
     "+CEREG: 1, 00A1, 01A2D001,7" (unquoted, with spaces). The modem goes out of service
     and comes back "SMS only", and answers."""
-    from appliance.service import Service
+    from appliance.service.unit import Service
 
     svc = Service(unit_config(tmp_path, bank, modem_overrides={"health_interval_s": 3600}))
     svc.start()
@@ -113,7 +113,7 @@ def test_balance_by_ussd_in_the_family_encoding(tmp_path: Path, bank: Any, famil
                                                 sample_registry: Path) -> None:
     """The Huawei stick takes the USSD code packed as GSM-7 hex (families.py says so; its
     simulator refuses text with +CUSD: 4); the EC25 takes text. Both report the balance."""
-    from appliance.service import Service
+    from appliance.service.unit import Service
 
     svc = Service(unit_config(tmp_path, bank, modem_overrides={
         "balance_ussd": "*123#", "balance_pattern": r"Rs\.?\s*([0-9.]+)"}))

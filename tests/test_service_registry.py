@@ -17,8 +17,8 @@ import pytest
 from appliance.config import config_from_dict
 from appliance.modem import pdu as pdumod
 from appliance.modem.engine import ModemState, ModemStatus
-from appliance.responder import RegistryState
-from appliance.service import Service
+from appliance.rules.responder import RegistryState
+from appliance.service.unit import Service
 from tests.conftest import FIRMWARE_CONFIG, wait_until
 from tests.pdu_support import deliver_pdus
 from tests.test_registry_support import Env, env, people, person

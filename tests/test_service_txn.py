@@ -21,8 +21,8 @@ from appliance.config import config_from_dict
 from appliance.modem import pdu as pdumod
 from appliance.modem.engine import ModemState, ModemStatus
 from appliance.registry.importer import SAMPLE_REGISTRY, import_file
-from appliance.service import Service
-from appliance.store import db
+from appliance.service.unit import Service
+from appliance.state.store import db
 
 from .conftest import FIRMWARE_CONFIG
 from .pdu_support import deliver_pdus

@@ -10,7 +10,7 @@ import pytest
 
 from appliance.modem.pdu import encode_submit
 from appliance.outbox.queue import queue_sms
-from appliance.store import Inbound, Outbound, Store
+from appliance.state.store import Inbound, Outbound, Store
 
 
 @pytest.fixture

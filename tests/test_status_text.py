@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from appliance import __version__
-from appliance.status_text import render, short_age, short_error
-from appliance.statuspage import StatusServer
+from appliance.status.text import render, short_age, short_error
+from appliance.status.server import StatusServer
 from tests.conftest import ROOT, wait_until, write_unit_toml
 from tests.test_statuspage import live_unit  # noqa: F401  (a fixture)
 

@@ -20,7 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from appliance import __version__
 from appliance.errors import ConfigError
 from appliance.registry.importer import demo_cnics
-from appliance.statuspage import StatusServer
+from appliance.status.server import StatusServer
 from tests.browser_support import Browser, chromium_path
 from tests.conftest import unit_config, wait_until
 
@@ -53,7 +53,7 @@ def all_ready(svc: Any) -> bool:
 def live_unit(tmp_path: Path, sim: Any,
               sample_registry: Path) -> Iterator[tuple[Any, StatusServer]]:
     """A running Service on the simulator with its status page on a free loopback port."""
-    from appliance.service import Service
+    from appliance.service.unit import Service
 
     svc = Service(unit_config(tmp_path, sim, modem_overrides={
         "balance_ussd": "*123#", "balance_pattern": r"Rs\.?\s*([0-9.,]+)"}))
@@ -226,8 +226,8 @@ def _chromium() -> str:
 def _seed_day(svc: Any, now: float) -> None:
     """24 hours of minutes through the real History API: a working day's traffic, a queue
     that builds up at noon, one modem's signal fading, a balance spent down."""
-    from appliance.history import STEP_S
-    from appliance.store import write_txn
+    from appliance.state.history import STEP_S
+    from appliance.state.store import write_txn
 
     with write_txn():  # one transaction for 1,440 minutes
         for i in range(24 * 60, 0, -1):

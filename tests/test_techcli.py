@@ -17,10 +17,11 @@ import pytest
 import serial
 
 from appliance.config import config_from_text
-from appliance.doctor import FAIL, PASS, DiskUsage, check_clock, disk_alarm
+from appliance.service.alarms import DiskUsage, disk_alarm
+from appliance.tools.doctor import FAIL, PASS, check_clock
 from appliance.simulator.bank import ModemSpec, Simulator
-from appliance.probe import discover, stable_name
-from appliance.statuspage import StatusServer
+from appliance.tools.probe import discover, stable_name
+from appliance.status.server import StatusServer
 from tests.conftest import FIRMWARE_CONFIG, ROOT, wait_until, write_unit_toml
 from tests.test_statuspage import live_unit  # noqa: F401  (a fixture)
 from appliance.outbox.table import ReplyTable
@@ -99,7 +100,7 @@ def test_probe_with_the_config_keeps_its_names_and_numbers(tmp_path: Path, sim: 
 
 
 def test_probe_names_modems_as_the_shipped_configuration_does() -> None:
-    from appliance.probe import modem_name
+    from appliance.tools.probe import modem_name
 
     assert modem_name("/dev/nsor/modem0", set()) == "sim0"
     assert modem_name("/dev/nsor/modem4", set()) == "sim4"
@@ -144,7 +145,7 @@ def doctor_lines(proc: subprocess.CompletedProcess[str]) -> list[str]:
 
 
 def test_doctor_healthy_unit_passes(tmp_path: Path, sim: Any, sample_registry: Path) -> None:
-    from appliance.secret import load_or_create_secret
+    from appliance.state.secret import load_or_create_secret
 
     config = write_unit_toml(tmp_path, sim_ports(sim), http_bind=closed_port())
     load_or_create_secret(tmp_path / "data" / "secret.key")
@@ -234,7 +235,7 @@ def test_status_from_the_running_service(live_unit: tuple[Any, StatusServer], tm
 
 def test_status_without_the_service_reads_the_files(tmp_path: Path, sim: Any,
                                                     sample_registry: Path) -> None:
-    from appliance.store import Store
+    from appliance.state.store import Store
 
     store = Store(tmp_path / "data" / "state.db")
     replies.queue_reply(recipient="+923001234567", text="x", parts=1, preferred_modem="sim1")
@@ -265,7 +266,7 @@ def test_send_test_goes_out_through_the_chosen_modem(live_unit: tuple[Any, Statu
 
 
 def test_send_test_without_the_service_stays_queued(tmp_path: Path, sim: Any) -> None:
-    from appliance.store import Store
+    from appliance.state.store import Store
 
     Store(tmp_path / "data" / "state.db").close()
     config = write_unit_toml(tmp_path, sim_ports(sim), http_bind=closed_port())
@@ -288,7 +289,7 @@ def test_send_test_refuses_an_unknown_modem(tmp_path: Path, sim: Any) -> None:
 def test_doctor_warns_about_what_the_operator_must_fill_in(tmp_path: Path) -> None:
     """The shipped files carry a DEMO trusted root, no repository URL and a placeholder
     correction number: fine for the demo, wrong for a unit in the field."""
-    from appliance.doctor import FAIL as FAIL_, WARN, _deployment
+    from appliance.tools.doctor import FAIL as FAIL_, WARN, _deployment
     from appliance.config import config_from_dict
 
     demo = config_from_dict({"replies": {"templates": str(FIRMWARE_CONFIG / "replies.toml")},
@@ -316,8 +317,8 @@ def test_doctor_field_profile_fails_a_unit_not_ready_for_site(tmp_path: Path, si
                                                               sample_registry: Path) -> None:
     """The shipped demo root, no repository, the placeholder correction number, the sample
     registry and no own_numbers: a rehearsal may have them (WARN), a unit on site may not."""
-    from appliance.doctor import INSTALLED_CONFIG, field_profile
-    from appliance.secret import load_or_create_secret
+    from appliance.tools.doctor import INSTALLED_CONFIG, field_profile
+    from appliance.state.secret import load_or_create_secret
 
     config = write_unit_toml(tmp_path, sim_ports(sim), http_bind=closed_port(), extra=(
         f'[registry]\ntrusted_root = "{FIRMWARE_CONFIG / "registry_root.json"}"\n'))

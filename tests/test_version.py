@@ -43,7 +43,7 @@ def test_version_without_pyproject_comes_from_package_metadata(tmp_path: Path) -
 
 
 def test_alarm_sms_header_carries_unit_and_version() -> None:
-    from appliance.alarms import Alarms
+    from appliance.service.alarms import Alarms
 
     sent: list[tuple[str, str]] = []
     alarms = Alarms(sms_numbers=["+923009998877"], send_sms=lambda n, t: sent.append((n, t)),

@@ -26,7 +26,7 @@ CITIZEN = "+923001112233"
 def test_a_stuck_owner_stops_the_watchdog_until_it_moves_again(
         tmp_path: Path, sim: Any, sample_registry: Path, monkeypatch: pytest.MonkeyPatch,
         caplog: pytest.LogCaptureFixture) -> None:
-    from appliance.service import Service
+    from appliance.service.unit import Service
 
     config = unit_config(tmp_path, sim, modem_overrides={"send_timeout_s": 5.0,
                                                          "command_timeout_s": 2.0})
@@ -48,7 +48,7 @@ def test_a_stuck_owner_stops_the_watchdog_until_it_moves_again(
 
         sim.citizen_send(CITIZEN, 0, demo_cnics().hits[0])
         assert entered.wait(15), "the owner never reached the lookup"
-        with caplog.at_level(logging.ERROR, logger="appliance.service"):
+        with caplog.at_level(logging.ERROR, logger="appliance.service.unit"):
             assert wait_until(lambda: not svc.watchdog_check()[0], 15)
         assert f"modem {sim.modems[0].name} owner stuck" in caplog.text
         assert f"modem {sim.modems[1].name} owner stuck" not in caplog.text

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import peewee as pw
 
-from appliance.store import db, run_sql, write_txn
+from appliance.state.store import db, run_sql, write_txn
 
 
 class FleetHit(pw.Model):
@@ -43,7 +43,7 @@ class Pending:
 
 
 class HitOutbox:
-    """The ``fleet_hit`` table. Needs the :class:`~appliance.store.Store` opened first."""
+    """The ``fleet_hit`` table. Needs the :class:`~appliance.state.store.Store` opened first."""
 
     def __init__(self) -> None:
         db.create_tables([FleetHit], safe=True)

@@ -34,14 +34,15 @@ from concurrent.futures import Future
 from dataclasses import replace
 from typing import Any
 
-from ..backoff import Backoff
 from ..errors import ModemCommandError, ModemError, ModemGone, ModemTimeout, PduError
+from ..backoff import Backoff
 from . import pdu as pdumod
 from .answers import parse_cmgl, parse_cmgr, parse_notice
-from .atvalues import (CNMI_FALLBACKS, CnmiRanges, Registration, choose_cnmi, choose_storage,
-                       parse_cnmi_ranges, parse_registration, parse_sim_state,
-                       parse_smsc, parse_storage_options, parse_storage_use, sms_service,
-                       ussd_string)
+from .atvalues import (
+    CNMI_FALLBACKS, CnmiRanges, Registration, choose_cnmi, choose_storage, parse_cnmi_ranges,
+    parse_registration, parse_sim_state, parse_smsc, parse_storage_options, parse_storage_use,
+    sms_service, ussd_string,
+)
 from .contract import ModemSettings, ModemState, ModemStatus
 from .families import Family, family_for, registration_reports
 from .interview import identify, read_network

@@ -3,7 +3,7 @@
 The engine (:mod:`appliance.modem.engine`) knows nothing of state.db, the registry or the
 policy of a bank of modems. What it receives goes to an :class:`Inbox`; the replies it sends
 come from, and their fate goes back to, an :class:`Outbox`. The service is the inbox
-(:class:`appliance.service.unit.Service`); the outbox is :class:`appliance.outbox.Outbox`.
+(:class:`appliance.service.unit.unit.Service`); the outbox is :class:`appliance.outbox.Outbox`.
 Both are called from the owner thread, so the path of one SMS has no thread hop; each
 call returns only once what it reports is committed.
 

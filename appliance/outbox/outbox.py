@@ -27,14 +27,14 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
-from .. import journal
-from ..backoff import Backoff
 from ..config import ReliabilityConfig
 from ..modem.contract import ModemStatus
 from ..modem.pdu_decode import StatusReport
 from ..modem.ports import Job, PlanPart, StoredPart, SubmittedPart
-from ..store import Outbound
-from ..wording import plural
+from ..backoff import Backoff
+from ..rules.wording import plural
+from .. import journal
+from ..state.store import Outbound
 from .bank import Bank, SlotSettings
 from .queue import Queued, queue_sms
 from .states import ErrorClass, State, classify
@@ -51,7 +51,7 @@ LINK_FAILURES_PER_ATTEMPT = 3
 
 
 class AlarmSink(Protocol):
-    """Where the outbox tells a technician (the unit's :class:`~appliance.alarms.Alarms`)."""
+    """Where the outbox tells a technician (the unit's :class:`~appliance.service.alarms.Alarms`)."""
 
     def raise_(self, kind: str, message: str) -> None: ...
 

@@ -1,6 +1,6 @@
 """The outbound SQL: every query of the ``outbound`` and ``part`` tables of ``state.db``.
 
-The tables themselves are declared with the rest of ``state.db`` (:mod:`appliance.store`:
+The tables themselves are declared with the rest of ``state.db`` (:mod:`appliance.state.store`:
 one schema, one migration ledger, one retention classification of every column). Here is
 what the outbox does with them, each method one write transaction (joined to the caller's,
 if any): queue, claim, plan, record each part, move through the state table
@@ -18,7 +18,7 @@ from typing import Any
 import peewee as pw
 
 from ..modem.ports import Job, PlanPart, StoredPart, SubmittedPart
-from ..store import Outbound, Part, run_sql, set_inbound_status, write_txn
+from ..state.store import Outbound, Part, run_sql, set_inbound_status, write_txn
 from .states import PENDING, State, check_move
 
 log = logging.getLogger(__name__)

@@ -26,32 +26,19 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from appliance.cnic import normalise_cnic
 from appliance.errors import DeltaUnusable, SchemaError, SyncError, UnsignedMassRemoval
-from appliance.migrate import open_and_upgrade
 from appliance.registry.formats import DeltaRef, Index, decompress_file, read_delta
 from appliance.registry.importer import _fsync, validate_row
 from appliance.registry.lookup import BUSY_TIMEOUT_MS
 from appliance.registry.models import (
-    OFFENDER_COLUMNS,
-    REGISTRY_SCHEMA,
-    check_schema,
-    read_meta,
-    write_meta,
+    OFFENDER_COLUMNS, REGISTRY_SCHEMA, check_schema, read_meta, write_meta,
 )
-from appliance.registry.removal import (
-    DEFAULT_MAX_REMOVAL_PERCENT,
-    Removal,
-    compare,
-    signed_reason,
-)
+from appliance.registry.removal import DEFAULT_MAX_REMOVAL_PERCENT, Removal, compare, signed_reason
 from appliance.registry.seal import (
-    content_digest,
-    is_digest,
-    record_digest,
-    verify_content,
-    write_seal,
+    content_digest, is_digest, record_digest, verify_content, write_seal,
 )
+from appliance.rules.cnic import normalise_cnic
+from appliance.state.migrate import open_and_upgrade
 
 log = logging.getLogger(__name__)
 

@@ -17,9 +17,9 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
 
@@ -144,7 +144,7 @@ def _guarded(handler: Handler) -> Handler:
         try:
             return int(handler(args))
         except ApplianceError as exc:
-            from appliance.credentials import redact_credentials
+            from appliance.config.credentials import redact_credentials
             print(f"error: {redact_credentials(str(exc))}", file=sys.stderr)
             return 1
     run.__name__ = handler.__name__
@@ -204,7 +204,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 @_guarded
 def cmd_lookup(args: argparse.Namespace) -> int:
-    from appliance.cnic import normalise_cnic
+    from appliance.rules.cnic import normalise_cnic
     cnic = normalise_cnic(args.cnic)
     if cnic is None:
         print(f"error: {args.cnic!r} is not a 13-digit CNIC", file=sys.stderr)
@@ -235,8 +235,9 @@ def cmd_sync(args: argparse.Namespace) -> int:
     if args.no_progress or not sys.stdout.isatty():
         result = RegistrySync(s.path, s.repository_url, s.trusted_root).sync()
     else:
-        from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn,
-                                   TransferSpeedColumn)
+        from rich.progress import (
+            BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn,
+        )
         with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
                       TransferSpeedColumn(), transient=False) as bar:
             tasks: dict[str, Any] = {}
@@ -346,7 +347,7 @@ def _shown(value: Any) -> str:
     if isinstance(value, datetime):
         return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     if isinstance(value, timedelta):
-        from appliance.statuspage import fmt_duration
+        from appliance.status.server import fmt_duration
         return fmt_duration(value.total_seconds())
     if isinstance(value, dict) and "message" in value:
         return f"{value.get('message')} ({value.get('kind') or '?'}, {value.get('at') or '?'})"

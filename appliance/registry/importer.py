@@ -29,12 +29,12 @@ from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from appliance.cnic import normalise_cnic
 from appliance.errors import RegistryError
 from appliance.registry.models import OFFENDER_COLUMNS, create_schema, write_meta
 from appliance.registry.record import RELATIONS, STATUSES
 from appliance.registry.removal import DEFAULT_MAX_REMOVAL_PERCENT, compare, decide
 from appliance.registry.seal import seal_database
+from appliance.rules.cnic import normalise_cnic
 
 log = logging.getLogger(__name__)
 

@@ -43,16 +43,12 @@ from pathlib import Path
 from typing import Any
 
 from appliance.errors import RegistryCorrupt, RegistryError, SchemaError
-from appliance.migrate import open_and_upgrade
 from appliance.registry.models import (
-    OFFENDER_COLUMNS,
-    REGISTRY_SCHEMA,
-    SCHEMA_VERSION,
-    from_iso,
-    row_to_record,
+    OFFENDER_COLUMNS, REGISTRY_SCHEMA, SCHEMA_VERSION, from_iso, row_to_record,
 )
 from appliance.registry.record import OffenderRecord
 from appliance.registry.seal import Verification, record_digest, verify_file
+from appliance.state.migrate import open_and_upgrade
 
 log = logging.getLogger(__name__)
 
@@ -407,7 +403,7 @@ def _info_from_row(path: Path, row: tuple[Any, ...] | None) -> RegistryInfo:
                             error=f"{damaged}: no row; run `python -m appliance sync`")
     schema, version, source, count = row[:4]
     problems: list[str] = []
-    # A newer, compatible schema is allowed (appliance.migrate decided so when it opened
+    # A newer, compatible schema is allowed (appliance.state.migrate decided so when it opened
     # the file); anything else is damage.
     if not (isinstance(schema, int) and SCHEMA_VERSION <= schema < 2**16):
         problems.append(f"schema_version {schema!r}")

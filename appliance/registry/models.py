@@ -30,12 +30,12 @@ from typing import Any
 
 import peewee as pw
 
-from appliance.migrate import Schema, baseline, upgrade
 from appliance.registry.record import RELATIONS, STATUSES, OffenderRecord
+from appliance.state.migrate import Schema, baseline, upgrade
 
 #: The table layout's version: the number of steps in REGISTRY_SCHEMA (below), which
 #: migrates older files forward; a snapshot newer than this is used only when its later
-#: steps are compatible (appliance.migrate).
+#: steps are compatible (appliance.state.migrate).
 SCHEMA_VERSION = 1
 
 registry_db = pw.SqliteDatabase(None)
@@ -140,7 +140,7 @@ class RegistrySeal(_Base):
 
 MODELS: tuple[type[pw.Model], ...] = (Offender, RegistryMeta, OffenderDigest, RegistrySeal)
 
-#: registry.db's schema versions (appliance.migrate; docs/packaging.md, "Schema versions").
+#: registry.db's schema versions (appliance.state.migrate; docs/packaging.md, "Schema versions").
 #: A change is one more step here, and SCHEMA_VERSION above set to its number. A new
 #: column goes at the end of its model (check_schema compares the column order).
 REGISTRY_SCHEMA = Schema("registry.db", (
@@ -212,7 +212,7 @@ def check_schema(conn: sqlite3.Connection) -> list[str]:
     publisher on another schema version must be refused, not half-read.
     """
     problems: list[str] = []
-    # A file on a newer, compatible schema (appliance.migrate decided that before this is
+    # A file on a newer, compatible schema (appliance.state.migrate decided that before this is
     # called) may carry columns after these; at this unit's own version, none may be added.
     newer = user_schema_version(conn) > SCHEMA_VERSION
     for table, expected in (("offender", OFFENDER_COLUMNS), ("registry_meta", META_COLUMNS),
@@ -231,7 +231,7 @@ def check_schema(conn: sqlite3.Connection) -> list[str]:
 
 
 def user_schema_version(conn: sqlite3.Connection) -> int:
-    """The schema version appliance.migrate keeps in ``PRAGMA user_version``."""
+    """The schema version appliance.state.migrate keeps in ``PRAGMA user_version``."""
     return int(conn.execute("PRAGMA user_version").fetchone()[0])
 
 

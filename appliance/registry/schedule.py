@@ -33,10 +33,10 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.date import DateTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from appliance.backoff import Backoff
 from appliance.errors import ConfigError, RegistryError, SyncBusy
 from appliance.registry.lookup import Registry, is_stale
 from appliance.registry.sync import AlarmCallback, RegistrySync, SyncResult
+from appliance.backoff import Backoff
 
 log = logging.getLogger(__name__)
 

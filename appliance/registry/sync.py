@@ -55,26 +55,13 @@ from tuf.api import exceptions as tuf_exc
 from tuf.api.metadata import Metadata, TargetFile
 from tuf.ngclient import Updater, Urllib3Fetcher
 
-from appliance.credentials import redact_credentials
+from appliance.config.credentials import redact_credentials
 from appliance.errors import (
-    ClockNotTrusted,
-    ConfigError,
-    DeltaUnusable,
-    FreezeError,
-    RegistryError,
-    RollbackError,
-    SignatureError,
-    SyncBusy,
-    SyncDeadline,
-    SyncError,
-    UnsignedMassRemoval,
+    ClockNotTrusted, ConfigError, DeltaUnusable, FreezeError, RegistryError, RollbackError,
+    SignatureError, SyncBusy, SyncDeadline, SyncError, UnsignedMassRemoval,
 )
 from appliance.registry.apply import (
-    PAUSE_ENV,
-    apply_delta,
-    install_snapshot,
-    installed_meta,
-    recover,
+    PAUSE_ENV, apply_delta, install_snapshot, installed_meta, recover,
 )
 from appliance.registry.formats import INDEX_TARGET, Index
 from appliance.registry.models import to_iso, write_meta

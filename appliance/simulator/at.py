@@ -67,7 +67,7 @@ class Command:
 class AtReply:
     """What one command (or line) answers. ``error`` replaces the final OK.
 
-    (Named apart from :class:`appliance.responder.Reply`, the text of an SMS reply.)"""
+    (Named apart from :class:`appliance.rules.responder.Reply`, the text of an SMS reply.)"""
 
     lines: list[str] = field(default_factory=list)
     error: str | None = None
