@@ -170,7 +170,7 @@ class IllegalMove(ApplianceError):
     """A reply was asked to move between states the outbound table does not allow.
 
     Scenario: a delivery report arrives for a reply already marked failed (a bug, never
-    silently accepted: the table in ``outbound.py`` is the one authority).
+    silently accepted: the table in ``outbox/states.py`` is the one authority).
     """
 
 

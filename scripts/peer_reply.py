@@ -33,7 +33,7 @@ ERROR = "\1"
 
 class LocalAnswer:
     """The appliance's own answer, ``(sender, text) -> (recipient, reply)``: responder,
-    registry and the staleness rule (service.py ``registry_view``), default policy."""
+    registry and the staleness rule (service/unit.py ``registry_view``), default policy."""
 
     def __init__(self, registry: str | os.PathLike[str],
                  templates: str | os.PathLike[str] = TEMPLATES,

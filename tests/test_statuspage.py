@@ -311,8 +311,8 @@ def test_static_files_are_served_and_nothing_else(live_unit: tuple[Any, StatusSe
     assert b"uPlot" in body and "immutable" in headers["Cache-Control"]
     status, headers, body = get(server.url + "static/NotoNastaliqUrdu-Regular.woff2")
     assert status == 200 and headers["Content-Type"] == "font/woff2" and body[:4] == b"wOF2"
-    for path in ("static/LICENSE.uPlot", "static/../statuspage.py", "static/",
-                 "static/%2e%2e/statuspage.py"):
+    for path in ("static/LICENSE.uPlot", "static/../../cli.py", "static/",
+                 "static/%2e%2e/%2e%2e/cli.py"):
         assert get(server.url + path)[0] == 404, path
 
 

@@ -52,7 +52,7 @@ from .sender import Sender
 from .session import ATSession, Stopping
 from .ussd import UssdAnswer
 
-__all__ = ["Modem", "ModemHandler", "ModemSettings", "ModemState", "ModemStatus"]
+__all__ = ["Modem", "ModemSettings", "ModemState", "ModemStatus"]
 
 #: Inbound messages stored between two replies: enough to keep up with a burst, few enough
 #: that replies keep leaving (each store is a commit; 16 at once stalled a 3 s radio 0.5 s).
@@ -94,6 +94,8 @@ class Modem:
         self._regs: dict[str, Registration] = {}
         self._reg_commands: tuple[str, ...] = ("+CREG",)
         self._family: Family | None = None  # its row in families.py, from +CGMI/+CGMM
+        # "stored" (AT+CMGW/AT+CMSS) unless configured "direct" or the modem lacks them.
+        self._send_mode = settings.send_mode
         self.sender = Sender(settings, outbox, self.log, concat_ref_start=concat_ref_start,
                              on_part=self._part_sent, on_failure=self._send_failed)
         self.heartbeat = time.monotonic()
@@ -234,12 +236,12 @@ class Modem:
         sess.run("AT+CMGF=0", t)
         self._set_storage(sess, t)
         self._set_cnmi(sess, t)
-        if self.sender.send_mode == "stored":
+        if self._send_mode == "stored":
             try:  # TS 27.005 §3.5.2-3: test forms answer OK where the commands exist
                 sess.run("AT+CMGW=?", t)
                 sess.run("AT+CMSS=?", t)
             except ModemCommandError:
-                self.sender.send_mode = "direct"
+                self._send_mode = "direct"
                 self._error(f"modem {self.name}: no AT+CMGW/AT+CMSS; sending with AT+CMGS "
                             "(set send_mode = \"direct\" for it to silence this)")
         if s.smsc:
@@ -255,7 +257,7 @@ class Modem:
                 self.log.debug("AT+CMMS not supported")
         self._enable_registration_reports(sess, ident)
         self._health(sess)
-        if self.sender.send_mode == "stored":
+        if self._send_mode == "stored":
             self.sender.resolve_stored(sess)
         self._sweep(sess)
         self.log.info("ready: %s %s IMEI %s", ident.get("manufacturer"), ident.get("model"),
@@ -403,7 +405,7 @@ class Modem:
                 if self._status.state == ModemState.READY:
                     job = self._outbox.next_job(self.name)
                     if job is not None:
-                        self.sender.send(sess, job)
+                        self.sender.send(sess, job, stored=self._send_mode == "stored")
                         sent = True
                 timeouts = 0
             except ModemCommandError as exc:
@@ -573,7 +575,7 @@ class Modem:
             if listed.received:
                 if listed.pdu is not None:
                     entries.append((listed.index, listed.pdu))
-            elif self.sender.send_mode == "stored":
+            elif self._send_mode == "stored":
                 # Our own leftovers (a CMSS that timed out, a write whose +CMGW: index was
                 # lost in a crash): resolved at start-up already, so never sent from here.
                 leftovers.append(listed.index)

@@ -44,13 +44,14 @@ class Sender:
         self.name = settings.name
         self._outbox = outbox
         self.log = log
-        self.send_mode = settings.send_mode  # the engine falls back to "direct" at init
         self._refs = pdumod.ConcatRefCounter(concat_ref_start,
                                              bits=16 if settings.concat_ref16 else 8)
         self._on_part = on_part
         self._on_failure = on_failure
 
-    def send(self, sess: ATSession, job: Job) -> None:
+    def send(self, sess: ATSession, job: Job, *, stored: bool) -> None:
+        """Send ``job``'s unsent parts: from the modem's memory (``stored``) or with
+        ``AT+CMGS``; the engine chose which at init, from what the modem offers."""
         s = self.settings
         sent: list[SubmittedPart] = []
         error: BaseException | None = None
@@ -62,7 +63,7 @@ class Sender:
                     continue  # left before: never sent twice, never re-encoded
                 started = time.time()  # "submitted" = handed to the modem
                 index = None
-                if self.send_mode == "stored":
+                if stored:
                     mr, index = self._send_stored(sess, job, p, started)
                 else:
                     mr = sess.submit(p.tpdu_length, p.pdu, prompt_timeout=s.command_timeout_s,
@@ -107,8 +108,7 @@ class Sender:
                 raise
             # Memory full (TS 27.005 §3.2.5): a burst of inbound SMS fills the SIM faster
             # than sweeps drain it. Send this part directly rather than fail the reply, and
-            # drain the SIM next.
-            sess.memory_full = True
+            # drain the SIM next (the session noted the 322).
             return sess.submit(p.tpdu_length, p.pdu, prompt_timeout=s.command_timeout_s,
                                timeout=s.send_timeout_s), None
         self._outbox.part_stored(job, SubmittedPart(p.seq, p.total, p.concat_ref, None, started,

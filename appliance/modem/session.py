@@ -43,7 +43,7 @@ class ATSession:
         self.urcs: deque[Urc] = deque()
         self.deferred: deque[Item] = deque()
         self.stop_requested = False
-        self.memory_full = False   # a +CMS ERROR: 322 (memory full) arrived unsolicited
+        self.memory_full = False   # a +CMS ERROR: 322 (memory full) seen, answered or not
         self._beat = beat
 
     # -- the inbox -------------------------------------------------------------------------
@@ -154,11 +154,12 @@ class ATSession:
         assert isinstance(ev, Response)
         return self._lines_or_raise(command, ev)
 
-    @staticmethod
-    def _lines_or_raise(command: str, ev: Response) -> tuple[str, ...]:
+    def _lines_or_raise(self, command: str, ev: Response) -> tuple[str, ...]:
         f = ev.final
         if f.ok:
             return ev.lines
+        if f.kind == "CMS" and f.code == 322:
+            self.memory_full = True  # TS 27.005 §3.2.5: a write refused, the SIM is full
         label = {"CMS": "+CMS ERROR", "CME": "+CME ERROR"}.get(f.kind, f.kind)
         detail = f"{label}: {f.code}" if f.code is not None else (f.text or label)
         raise ModemCommandError(f"{command} answered {detail}", kind=f.kind, code=f.code,

@@ -1,4 +1,4 @@
-// The status page's charts: the last 24 hours from /history.json (appliance/history.py),
+// The status page's charts: the last 24 hours from /history.json (appliance/state/history.py),
 // drawn with uPlot (uPlot.iife.min.js beside this file). Served by the unit: no internet.
 // Times are shown in the unit's zone (body data-tz), whatever the laptop's own zone is.
 (function () {
