@@ -402,10 +402,11 @@ def _kind(verdicts: tuple[Verdict, ...]) -> str:
     return "hit" if hits == len(verdicts) else "no_record" if hits == 0 else "mixed"
 
 
-def respond(text: str, lookup: Callable[[str], OffenderRecord | None], templates: Templates,
-            policy: Policy, registry: RegistryState = RegistryState.OK,
+def respond(text: str | CnicParse, lookup: Callable[[str], OffenderRecord | None],
+            templates: Templates, policy: Policy, registry: RegistryState = RegistryState.OK,
             forms: tuple[Form, ...] = COMPACT_FORMS) -> Reply:
-    """Build the one reply to the SMS *text*.
+    """Build the one reply to the SMS *text* (or to its CNICs, if the caller parsed it with
+    :func:`~appliance.rules.cnic.parse_message` and the policy's ``max_cnics`` already).
 
     ``lookup`` gets 13 ASCII digits and returns the record or None; it is called only when
     *registry* is OK, once per distinct CNIC, at most ``policy.max_cnics`` times. A
@@ -414,7 +415,8 @@ def respond(text: str, lookup: Callable[[str], OffenderRecord | None], templates
     in the first of ``forms`` within ``policy.max_parts`` parts, else in the last.
     """
     lang = templates.for_language(policy.language)
-    parsed = parse_message(text, max_cnics=policy.max_cnics)
+    parsed = (text if isinstance(text, CnicParse)
+              else parse_message(text, max_cnics=policy.max_cnics))
     unavailable = Reply(lang.render("unavailable"), "unavailable", parsed.cnics, ())
     if registry is not RegistryState.OK:
         return unavailable
@@ -424,10 +426,10 @@ def respond(text: str, lookup: Callable[[str], OffenderRecord | None], templates
         except (RegistryError, _RegistryMisbehaved):
             return unavailable
         for form in forms:
-            text = _verdict_text(parsed, verdicts, lang, policy, form)
-            if parts_of(text, policy) <= policy.max_parts:
+            body = _verdict_text(parsed, verdicts, lang, policy, form)
+            if parts_of(body, policy) <= policy.max_parts:
                 break
-        return Reply(text, _kind(verdicts), parsed.cnics, verdicts, form)
+        return Reply(body, _kind(verdicts), parsed.cnics, verdicts, form)
     if parsed.invalid:
         return Reply(lang.render("invalid", count=len(parsed.invalid[0])), "invalid", (), ())
     if parsed.is_help:

@@ -46,7 +46,7 @@ import peewee as pw
 
 from ..config import Config
 from ..modem.pdu import is_alphanumeric, normalise_number
-from ..rules.cnic import parse_message
+from ..rules.cnic import CnicParse, parse_message
 from ..state.audit import Audit, purge as purge_audit, verdict_entries
 from ..state.secret import load_or_create_secret
 from ..state.store import Inbound, db, run_sql, write_txn
@@ -140,9 +140,10 @@ class Guard:
 
     # -- the decision ------------------------------------------------------------------------
 
-    def check(self, sender: str | None, sender_type: str | None, text: str, *,
+    def check(self, sender: str | None, sender_type: str | None, text: str | CnicParse, *,
               now: float | None = None) -> GuardVerdict:
-        """Decide whether to answer; records the message as seen (and a limit reply)."""
+        """Decide whether to answer; records the message as seen (and a limit reply).
+        ``text``: the message, or its CNICs if the caller parsed it already."""
         if not sender:
             return GuardVerdict(False, "no sender address", code="no_sender")
         refused = self._never_answered(sender, sender_type)
@@ -151,7 +152,7 @@ class Guard:
         key = self.counter_key(sender)
         now = time.time() if now is None else now
         limits = self.config.limits
-        cnics = parse_message(text or "", max_cnics=self.config.replies.max_cnics).cnics
+        cnics = self._cnics(text)
         with write_txn():
             _event(key, now, _SEEN)
             seen = self._count(key, _SEEN, now - limits.loop_guard_seconds)
@@ -246,14 +247,19 @@ class Guard:
                               inbound=min(inbound_ids, default=None), at=now)
 
     def record_ignored(self, sender: str | None, verdict: GuardVerdict, inbound_ids: list[int],
-                       modem: str, text: str, *, now: float | None = None) -> None:
+                       modem: str, text: str | CnicParse, *, now: float | None = None) -> None:
         """Audit a message :meth:`check` refused (``verdict.answer`` False). The service calls
         it where it marks the inbound rows ``ignored``."""
-        cnics = parse_message(text or "", max_cnics=self.config.replies.max_cnics).cnics
+        cnics = self._cnics(text)
         who = self.sender_key(sender) if sender else None
         self.audit.append(modem=modem, sender=who,
                           entries=verdict_entries(cnics, f"ignored:{verdict.code or 'other'}"),
                           inbound=min(inbound_ids, default=None), at=now)
+
+    def _cnics(self, text: str | CnicParse) -> tuple[str, ...]:
+        if isinstance(text, CnicParse):
+            return text.cnics
+        return parse_message(text or "", max_cnics=self.config.replies.max_cnics).cnics
 
     def _asked(self, inbound_ids: list[int]) -> tuple[str, ...]:
         """The CNICs of a message that got the limit reply (the reply itself names none)."""

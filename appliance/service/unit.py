@@ -389,17 +389,19 @@ class Service:
         """Decide and queue the answer to inbound rows ``ids``, inside the caller's write
         transaction. Returns what to do once it has committed (events, waking a modem: a
         modem woken earlier would not see the reply yet)."""
+        # The text's CNICs, parsed once for the age rule, the guard, the responder and the
+        # journal (rules/cnic.py).
+        parsed = parse_message(text or "", max_cnics=self.config.replies.max_cnics)
         age = judge_age(sent_at=sent_at, received_at=received_at or time.time(),
                         first_start=self._first_start.get(modem),
-                        has_cnic=lambda: bool(parse_message(
-                            text or "", max_cnics=self.config.replies.max_cnics).cnics),
-                        rules=self.age_rules)
+                        has_cnic=lambda: bool(parsed.cnics), rules=self.age_rules)
         verdict = (GuardVerdict(False, age.reason, code=age.code) if age is not None
-                   else self.guard.check(sender, sender_type, text))
+                   else self.guard.check(sender, sender_type, parsed))
         if not verdict.answer:
             self.store.set_inbound_status(ids, "ignored", reason=verdict.reason)
-            self.guard.record_ignored(sender, verdict, ids, modem, text)
-            line = journal.sms_in(modem=modem, sender=sender, cnic_hmacs=self._hmacs(text),
+            self.guard.record_ignored(sender, verdict, ids, modem, parsed)
+            line = journal.sms_in(modem=modem, sender=sender,
+                                  cnic_hmacs=self._hmacs(parsed.cnics),
                                   verdict="ignored", parts=len(ids), inbound_ids=ids,
                                   reason=verdict.reason)
 
@@ -411,15 +413,15 @@ class Service:
         if verdict.limit_reply:
             reply = limit_reply(self.templates, self.policy)
         else:
-            reply = respond(text, self.registry.lookup, self.templates, self.policy, view.state)
+            reply = respond(parsed, self.registry.lookup, self.templates, self.policy,
+                            view.state)
         oid, recipient = self.outbox.queue(to=sender, text=reply.text, kind=reply.kind,
                                            preferred_modem=modem, inbound_ids=ids)
         self.guard.record(sender, reply, ids, oid, modem)
         if self.fleet is not None and reply.kind in VERDICT_KINDS:
             self.fleet.record_hits(reply.verdicts, recipient, modem)  # rows, in this txn
         line = journal.sms_in(modem=modem, sender=sender,
-                              cnic_hmacs=self._hmacs(text if verdict.limit_reply else "",
-                                                     reply.cnics),
+                              cnic_hmacs=self._hmacs(reply.cnics or parsed.cnics),
                               verdict=reply.kind, parts=len(ids), inbound_ids=ids, reply_id=oid)
 
         def after() -> None:
@@ -437,10 +439,9 @@ class Service:
             self.outbox.wake(modem)
         return after
 
-    def _hmacs(self, text: str, cnics: tuple[str, ...] = ()) -> list[str]:
+    def _hmacs(self, cnics: tuple[str, ...]) -> list[str]:
         """The audit log's keyed hash of each CNIC asked (never the CNIC) for the journal."""
-        asked = cnics or parse_message(text, max_cnics=self.config.replies.max_cnics).cnics
-        return [self.guard.audit.cnic_hash(c) for c in asked]
+        return [self.guard.audit.cnic_hash(c) for c in cnics]
 
     def _answer_now(self, modem: str, ids: list[int], sender: str, sender_type: str | None,
                     text: str, *, sent_at: float | None = None,
