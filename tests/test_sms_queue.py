@@ -45,3 +45,17 @@ def test_the_answered_inbound_rows_point_at_the_reply(store: Store) -> None:
     assert Outbound.get_by_id(queued.id).inbound == ids[0]
     assert [(r.status, r.reply) for r in Inbound.select().order_by(Inbound.id)] == \
         [("answered", queued.id)] * 2
+
+
+def test_the_part_count_counts_a_16_bit_reference_where_a_modem_uses_one(store: Store) -> None:
+    # 134 UCS-2 characters: two parts of 67 with an 8-bit reference, but a 16-bit one takes
+    # one octet more of each part's header (66 characters a part): three parts.
+    text = "ب" * 134
+    counted = {}
+    for ref16 in (False, True):
+        queued = queue_sms(to="+923001234567", country_code="92", text=text, kind="reply",
+                           preferred_modem=None, ref16=ref16)
+        counted[ref16] = Outbound.get_by_id(queued.id).parts
+    sent = {ref16: len(encode_submit("+923001234567", text, reference=1, ref16=ref16))
+            for ref16 in (False, True)}
+    assert counted == sent == {False: 2, True: 3}

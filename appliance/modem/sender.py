@@ -87,7 +87,7 @@ class Sender:
     def _encode(self, job: Job) -> list[PlanPart]:
         """The reply's one encoding on this modem: a fresh concatenation reference."""
         s = self.settings
-        n, _ = pdumod.count_parts(job.text)
+        n, _ = pdumod.count_parts(job.text, ref16=s.concat_ref16)
         ref = self._refs.next() if n > 1 else None
         validity = timedelta(hours=s.validity_hours) if s.validity_hours else None
         parts = pdumod.encode_submit(job.recipient, job.text, reference=ref,

@@ -72,9 +72,11 @@ class Outbox:
     """Replies from queued to delivered, for a bank of modems. See the module docstring."""
 
     def __init__(self, slots: Iterable[tuple[str, SlotSettings]], rules: ReliabilityConfig,
-                 *, country_code: str, alarms: AlarmSink, emit: Emit = _no_event) -> None:
+                 *, country_code: str, alarms: AlarmSink, emit: Emit = _no_event,
+                 ref16: bool = False) -> None:
         self.rules = rules
         self.country_code = country_code
+        self.ref16 = ref16  # some modem uses 16-bit concatenation references
         self.alarms = alarms
         self._emit = emit
         self.table = ReplyTable()
@@ -115,7 +117,8 @@ class Outbox:
         """Queue an SMS in the caller's write transaction (or its own); :meth:`wake` once
         it is committed."""
         return queue_sms(to=to, country_code=self.country_code, text=text, kind=kind,
-                         preferred_modem=preferred_modem, inbound_ids=list(inbound_ids))
+                         preferred_modem=preferred_modem, inbound_ids=list(inbound_ids),
+                         ref16=self.ref16)
 
     def wake(self, preferred: str | None) -> None:
         """A reply was committed: wake its preferred modem, or everyone who could take it."""

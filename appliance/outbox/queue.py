@@ -24,11 +24,13 @@ class Queued(NamedTuple):
 
 
 def queue_sms(*, to: str, country_code: str, text: str, kind: str,
-              preferred_modem: str | None, inbound_ids: Sequence[int] = ()) -> Queued:
+              preferred_modem: str | None, inbound_ids: Sequence[int] = (),
+              ref16: bool = False) -> Queued:
     """Queue ``text`` for ``to`` (any written form of the number): committed on return, or
-    with the caller's write transaction. The message store must be open."""
+    with the caller's write transaction. The message store must be open. ``ref16``: some
+    modem uses 16-bit concatenation references (one more UDH octet per part)."""
     recipient = normalise_number(to, country_code)
-    parts, _ = count_parts(text)
+    parts, _ = count_parts(text, ref16=ref16)
     oid = ReplyTable().queue_reply(recipient=recipient, text=text, parts=parts,
                                    preferred_modem=preferred_modem, inbound_ids=inbound_ids,
                                    kind=kind)

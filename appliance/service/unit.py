@@ -122,7 +122,7 @@ class Service:
         self.outbox = Outbox([(m.name, SlotSettings(m.min_interval_s, m.hourly_cap, m.daily_cap))
                               for m in enabled], config.reliability,
                              country_code=config.unit.country_code, alarms=self.alarms,
-                             emit=self._emit)
+                             emit=self._emit, ref16=self.policy.ref16)
         self.modems: dict[str, Modem] = {}
         for m in enabled:
             modem = Modem(ModemSettings.from_config(m, config.unit.country_code),

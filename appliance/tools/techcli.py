@@ -326,7 +326,8 @@ def cmd_send_test(args: argparse.Namespace) -> int:
     store = Store(config.state_path)
     try:
         oid, recipient = queue_sms(to=digits, country_code=config.unit.country_code,
-                                   text=text, kind="test", preferred_modem=args.modem)
+                                   text=text, kind="test", preferred_modem=args.modem,
+                                   ref16=any(m.concat_ref16 for m in config.enabled_modems))
         via = f"modem {args.modem}" if args.modem else "any modem"
         print(f"test SMS #{oid} to {recipient} queued for {via}.")
         if snap is None and config.status.http_bind:
