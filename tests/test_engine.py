@@ -383,3 +383,24 @@ def test_blank_sms_centre_on_the_sim_is_reported(tmp_path: Path) -> None:
             assert wait_until(lambda: "no SMS centre number" in m.status().last_error, 10)
         finally:
             m.stop()
+
+
+def test_a_message_routed_straight_to_the_unit_is_held_until_it_is_stored(
+        tmp_path: Path) -> None:
+    """+CMT (a modem that offers only <mt> 2): the SMS is on no SIM, so a failed store must
+    not lose it. The owner holds it and offers it again until the inbox takes it."""
+    from appliance.simulator.bank import ModemSpec, Simulator
+
+    with Simulator(tmp_path / "cmt", [ModemSpec(profile="sim800_cmt")], seed=8) as s:
+        handler = Handler()
+        handler.fail_persist = 2
+        m = Modem(settings(s.modems[0]), handler, handler)
+        m.start()
+        try:
+            assert wait_until(lambda: m.status().state == ModemState.READY, 10)
+            s.citizen_send(CITIZEN, 0, "35202-1234567-1")
+            assert wait_until(lambda: handler.texts() == ["35202-1234567-1"], 30)
+            assert handler.fail_persist == 0, "stored only after two failed attempts"
+            assert not s.modems[0].stored(), "+CMT: nothing was ever on the SIM"
+        finally:
+            m.stop()

@@ -62,6 +62,11 @@ READS_PER_TURN = 4
 _FULL_URCS = frozenset({"^SMMEMFULL", "+CIEV", "+CMS ERROR"})
 
 
+#: How often a message delivered straight to the unit (+CMT) and not yet stored is offered
+#: to the inbox again.
+HELD_RETRY_S = 5.0
+
+
 class Modem:
     """The owner of one modem port. ``start()`` it; talk to it only through its methods."""
 
@@ -83,6 +88,9 @@ class Modem:
         # Messages listed by the last AT+CMGL, still on the SIM, not yet stored: read a few
         # per turn so that replies keep leaving during a burst.
         self._listed: list[tuple[int, str]] = []
+        # Messages routed straight to us (+CMT, the last +CNMI fallback) whose store failed:
+        # they exist nowhere else, so this owner keeps them until they are stored.
+        self._held: list[str] = []
         # Messages the SIM held after the last full read (kept there because they could not
         # be stored): a count above it means something arrived that no notice announced.
         self._sim_baseline: int | None = None
@@ -374,6 +382,7 @@ class Modem:
         next_check = now + s.idle_check_s if s.idle_check_s > 0 else float("inf")
         # First balance check shortly after start-up, then every balance_interval_minutes.
         next_balance = now + 5.0 if s.balance_ussd else float("inf")
+        next_held = now + HELD_RETRY_S
         timeouts = 0
         while not self._stopping.is_set():
             self._beat()
@@ -401,6 +410,10 @@ class Modem:
                 if now >= next_balance:
                     next_balance = now + s.balance_interval_minutes * 60
                     self._check_balance(sess)
+                if self._held and now >= next_held:
+                    next_held = now + HELD_RETRY_S
+                    for pdu_hex in list(self._held):
+                        self._deliver(pdu_hex, index=None)
                 sent = False
                 if self._status.state == ModemState.READY:
                     job = self._outbox.next_job(self.name)
@@ -607,10 +620,20 @@ class Modem:
                 with self._lock:
                     self._status.received += 1
         except Exception:
-            # Not persisted: leave it on the SIM. The next sweep offers it again.
-            self.log.exception("could not store a message from SIM index %s; kept on the SIM",
-                               index)
+            if index is not None:
+                # Not persisted: leave it on the SIM. The next sweep offers it again.
+                self.log.exception("could not store a message from SIM index %s; kept on "
+                                   "the SIM", index)
+            elif pdu_hex not in self._held:
+                # Routed straight to us (+CMT/+CDS): no SIM copy to fall back on. Held by
+                # this owner and offered again every HELD_RETRY_S until it is stored.
+                self._held.append(pdu_hex)
+                self.log.exception("could not store a message delivered directly (+CMT); "
+                                   "held in memory and retried")
             return
+        if index is None and pdu_hex in self._held:
+            self._held.remove(pdu_hex)
+            self.log.info("a message held in memory is stored now")
         if index is not None and self._session is not None:
             self._session.run(f"AT+CMGD={index}", self.settings.command_timeout_s)
 

@@ -113,6 +113,17 @@ PROFILES: dict[str, ModemProfile] = {
         cnmi_default=(0, 0, 0, 0, 1), cmgr_empty_is_error=False, boot_urcs=("^SYSSTART",),
         noise_urc="+CIEV: signal,3", cnmi_ranges="(0-2),(0,1),(0,2),(0),(1)",
         registration=("+CREG", "+CGREG", "+CEREG")),
+    # A SIM800 whose firmware offers only <mt> 2 (AT+CNMI=? answers (2),(2),(0),(0),(0)):
+    # every SMS comes straight to the unit as +CMT and is never stored on the SIM, the last
+    # of the engine's +CNMI choices. What it must still do: lose none.
+    "sim800_cmt": ModemProfile(
+        name="sim800_cmt", manufacturer="SIMCOM_Ltd", model="SIM800L",
+        revision="Revision:1418B04SIM800L24", ati=("SIM800 R14.18",), echo=True,
+        storages=("SM",), default_storage=("SM", "SM", "SM"), me_capacity=0,
+        sim_capacity=30, first_index=1, cnmi_default=(2, 2, 0, 0, 0),
+        cmgr_empty_is_error=False, cnmi_ranges="(2),(2),(0),(0),(0)",
+        boot_urcs=("RDY", "+CFUN: 1", "+CPIN: READY", "Call Ready", "SMS Ready"),
+        noise_urc='*PSUTTZ: 25/11/22,9,30,0,"+20",0'),
 }
 
 
