@@ -17,12 +17,14 @@ Example scenarios, by class:
   is quarantined, never dropped.
 * :class:`RegistryError` and children -- the registry is missing, stale, badly signed
   (:class:`SignatureError`, :class:`RollbackError`, :class:`FreezeError`), its content does
-  not match what was signed (:class:`RegistryCorrupt`), or a version would remove too many
-  records (:class:`MassRemovalRefused`).
+  not match what was signed (:class:`RegistryCorrupt`), a lookup answered for another
+  CNIC (:class:`RegistryMisbehaved`), or a version would remove too many records
+  (:class:`MassRemovalRefused`).
 * :class:`SyncError` and children -- a registry sync failed and the current registry is
   kept: untrusted clock, past its deadline, another sync running, an unsigned mass
   removal, an unusable delta.
 * :class:`IllegalMove` -- a reply asked to make a move its state table forbids.
+* :class:`Stopping` -- not an error: the signal that ends a modem owner's wait at a stop.
 * :class:`FleetError` -- the centre's broker refused a fleet command's connection (wrong
   credentials, TLS failure) or did not answer in time.
 """
@@ -120,6 +122,14 @@ class MassRemovalRefused(RegistryError):
     """
 
 
+class RegistryMisbehaved(RegistryError):
+    """A lookup answered for another CNIC than the one asked: no verdict may be given.
+
+    Scenario: a registry file whose index points at the wrong row; the citizen is told the
+    service is unavailable rather than given someone else's verdict.
+    """
+
+
 class SyncError(RegistryError):
     """A registry sync failed (network, disk, apply); the current registry is kept."""
 
@@ -181,6 +191,16 @@ class FleetError(ApplianceError):
 class ServiceUnreachable(ApplianceError):
     """A command that must go through the running service found none listening
     (``nsor balance`` with the service stopped)."""
+
+
+class Stopping(Exception):
+    """Not an error: a modem's owner thread was asked to stop while it waited for the modem.
+
+    Raised inside the owner thread and caught there (``modem/engine.py``), so that a stop
+    ends a wait at once (never a PDU transaction, whose answer must be recorded). It derives
+    from ``Exception``, not :class:`ApplianceError`, so that no ``except ModemError`` of a
+    send can take it for a modem fault.
+    """
 
 
 class SchemaError(ApplianceError):

@@ -34,7 +34,7 @@ from concurrent.futures import Future
 from dataclasses import replace
 from typing import Any
 
-from ..errors import ModemCommandError, ModemError, ModemGone, ModemTimeout, PduError
+from ..errors import ModemCommandError, ModemError, ModemGone, ModemTimeout, PduError, Stopping
 from ..backoff import Backoff
 from . import pdu as pdumod
 from .answers import parse_cmgl, parse_cmgr, parse_notice
@@ -49,7 +49,7 @@ from .interview import identify, read_network
 from .port import CALL, POKE, STOP, Item, Port
 from .ports import Inbox, Outbox
 from .sender import Sender
-from .session import ATSession, Stopping
+from .session import ATSession
 from .ussd import UssdAnswer
 
 __all__ = ["Modem", "ModemSettings", "ModemState", "ModemStatus"]

@@ -87,12 +87,6 @@ def gsm7_codes(text: str) -> list[tuple[int, ...]] | None:
         return None
 
 
-def utf16_units(text: str) -> list[int]:
-    """UTF-16 code units: what UCS-2 SMS really carry (phones send emoji as surrogates)."""
-    raw = text.encode("utf-16-be", "surrogatepass")
-    return list(struct.unpack(f">{len(raw) // 2}H", raw))
-
-
 def split_gsm7(codes: Sequence[tuple[int, ...]], limit: int) -> list[list[tuple[int, ...]]]:
     """Greedy split into parts of at most ``limit`` septets; an escape pair stays whole."""
     parts: list[list[tuple[int, ...]]] = [[]]

@@ -17,7 +17,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from ..errors import ModemCommandError, ModemGone, ModemTimeout
+from ..errors import ModemCommandError, ModemGone, ModemTimeout, Stopping
 from .answers import parse_reference
 from .port import CALL, DATA, GONE, POKE, STOP, Item, Port
 from .protocol import ATProtocol, Garbage, Prompt, Response, Stray, Urc
@@ -27,10 +27,6 @@ logging.addLevelName(TRACE, "TRACE")
 
 #: Resync probes: each answer carries its own line, so none can pass for another's.
 _PROBES = (("AT+CSQ", "+CSQ"), ("AT+CREG?", "+CREG"), ("AT+CPIN?", "+CPIN"))
-
-
-class Stopping(Exception):
-    """The owner was asked to stop while waiting for the modem."""
 
 
 class ATSession:

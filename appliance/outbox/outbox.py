@@ -85,7 +85,7 @@ class Outbox:
                          move_after_s=rules.move_after_s,
                          on_alarm=alarms.raise_, on_clear=alarms.clear)
         self.backoff = Backoff(rules.retry_base_s, rules.retry_max_s)
-        self.crash_sent = self.crash_resent = 0
+        self.crash_resent = 0  # replies resumed after a crash, since start
         self._closed = threading.Event()
 
     # -- wiring and lifecycle --------------------------------------------------------------
@@ -100,8 +100,8 @@ class Outbox:
 
     def recover(self) -> None:
         """At start-up, before any modem opens: settle the replies a stop left ``sending``."""
-        sent, resent = self.table.recover_after_crash()
-        self.crash_sent, self.crash_resent = sent, resent
+        _, resent = self.table.recover_after_crash()
+        self.crash_resent = resent
         if resent:
             log.warning("%s on the air when the unit stopped; each resumes at its "
                         "first unsent part", plural(resent, "reply was", "replies were"))
@@ -177,8 +177,7 @@ class Outbox:
                  "sent" if sent else "not sent")
 
     def recovery_done(self, modem: str) -> None:
-        sent, resent = self.table.recover_after_crash(modem)
-        self.crash_sent += sent
+        _, resent = self.table.recover_after_crash(modem)
         self.crash_resent += resent
         if resent:
             self.bank.poke(modem)

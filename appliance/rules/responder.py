@@ -36,7 +36,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from appliance.errors import ConfigError, RegistryError
+from appliance.errors import ConfigError, RegistryError, RegistryMisbehaved
 from appliance.modem.pdu_text import count_parts
 from appliance.registry.record import RELATIONS, OffenderRecord
 from appliance.rules.cnic import CnicParse, format_cnic, parse_message
@@ -341,14 +341,10 @@ def load_templates(path: Path) -> Templates:
 
 # --- replying ------------------------------------------------------------------------------
 
-class _RegistryMisbehaved(Exception):
-    """The lookup answered for a different CNIC: no verdict may be given."""
-
-
 def _verdict(cnic: str, lookup: Callable[[str], OffenderRecord | None]) -> Verdict:
     record = lookup(cnic)
     if record is not None and record.cnic != cnic:
-        raise _RegistryMisbehaved(cnic)
+        raise RegistryMisbehaved(f"the registry answered for another CNIC than {cnic[:5]}…")
     return Verdict(cnic, record if record is not None and record.is_active else None)
 
 
@@ -423,7 +419,7 @@ def respond(text: str | CnicParse, lookup: Callable[[str], OffenderRecord | None
     if parsed.cnics:
         try:
             verdicts = tuple(_verdict(c, lookup) for c in parsed.cnics)
-        except (RegistryError, _RegistryMisbehaved):
+        except RegistryError:
             return unavailable
         for form in forms:
             body = _verdict_text(parsed, verdicts, lang, policy, form)
