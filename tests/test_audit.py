@@ -27,6 +27,7 @@ from appliance.errors import ConfigError
 from appliance.service.guard import Guard, GuardVerdict
 from appliance.registry.importer import SAMPLE_REGISTRY, demo_cnics, read_export
 from appliance.rules.responder import Reply, Verdict
+from appliance.rules.when import parse_since
 from appliance.state.secret import load_or_create_secret
 from appliance.state.store import Store
 
@@ -169,10 +170,12 @@ def test_export_csv_and_ndjson(store: Store) -> None:
 
 
 def test_since_is_read_in_the_unit_time_zone() -> None:
-    assert audit.parse_since("2025-01-01", "Asia/Karachi") == 1735671600.0  # 2024-12-31T19:00Z
-    assert audit.parse_since("2025-01-01T00:00:00+00:00", "Asia/Karachi") == 1735689600.0
+    pk = "Asia/Karachi"
+    assert parse_since("2025-01-01", now=0, zone=pk) == 1735671600.0  # 2024-12-31T19:00Z
+    assert parse_since("2025-01-01T00:00:00+00:00", now=0, zone=pk) == 1735689600.0
+    assert parse_since("7d", now=1735689600.0, zone=pk) == 1735689600.0 - 7 * 86400
     with pytest.raises(ConfigError, match="--since"):
-        audit.parse_since("yesterday", "Asia/Karachi")
+        parse_since("yesterday", now=0, zone=pk)
 
 
 def _cli(argv: list[str]) -> argparse.Namespace:

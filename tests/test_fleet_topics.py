@@ -12,7 +12,8 @@ import pytest
 from appliance.config import config_from_dict
 from appliance.errors import ConfigError
 from appliance.fleet import topics
-from appliance.fleet.centre import HitArchive, parse_since, write_hits
+from appliance.fleet.centre import HitArchive, write_hits
+from appliance.rules.when import parse_since
 from appliance.fleet.watch import FleetView
 
 
@@ -121,12 +122,12 @@ def test_archive_drops_duplicates_and_trusts_the_topic_for_the_unit(tmp_path: Pa
 
 
 def test_since_accepts_ages_and_iso_times() -> None:
-    assert parse_since("24h", 100_000.0) == 100_000.0 - 86_400
-    assert parse_since("90m", 10_000.0) == 10_000.0 - 5400
-    assert parse_since("2026-12-01", 0) == 1_796_083_200.0
-    assert parse_since("2026-12-01T05:00+05:00", 0) == 1_796_083_200.0
+    assert parse_since("24h", now=100_000.0) == 100_000.0 - 86_400
+    assert parse_since("90m", now=10_000.0) == 10_000.0 - 5400
+    assert parse_since("2026-12-01", now=0) == 1_796_083_200.0
+    assert parse_since("2026-12-01T05:00+05:00", now=0) == 1_796_083_200.0
     with pytest.raises(ConfigError, match="--since"):
-        parse_since("yesterday", 0)
+        parse_since("yesterday", now=0)
 
 
 def test_watch_table_keeps_the_last_status_of_an_offline_unit() -> None:

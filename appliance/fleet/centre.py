@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import re
 import sqlite3
 import sys
 import threading
@@ -29,6 +28,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from appliance.config import FleetConfig, load_config
+from appliance.rules.when import parse_since
 from appliance.errors import ConfigError, FleetError
 from appliance.fleet import topics
 
@@ -195,25 +195,6 @@ def write_hits(rows: Iterable[Mapping[str, Any]], fmt: str, out: TextIO) -> int:
     return n
 
 
-_RELATIVE = re.compile(r"(\d+(?:\.\d+)?)\s*([smhd])")
-_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def parse_since(text: str, now: float) -> float:
-    """``24h``, ``7d``, ``90m`` ago, or an ISO 8601 date/time (UTC unless it has an offset)."""
-    m = _RELATIVE.fullmatch(text.strip())
-    if m:
-        return now - float(m.group(1)) * _UNIT_S[m.group(2)]
-    try:
-        when = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise ConfigError(f"--since {text!r}: write a time such as 2026-12-01, "
-                          "2026-12-01T09:30+05:00, or an age such as 24h or 7d") from None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return when.timestamp()
-
-
 # -- CLI -------------------------------------------------------------------------------
 
 
@@ -268,7 +249,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
 
 
 def cmd_hits(args: argparse.Namespace) -> int:
-    since = parse_since(args.since, time.time())
+    since = parse_since(args.since, now=time.time())
     cfg = centre_settings(args.config)
     archive = HitArchive(args.db)
     try:

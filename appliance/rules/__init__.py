@@ -5,5 +5,6 @@ with the modem layer's codec (pure too), and know nothing of modems.
 * :mod:`.responder` — the reply to a text, given a lookup and the reply templates;
 * :mod:`.reply_budget` — every reply the templates can make fits ``replies.max_parts``;
 * :mod:`.inbound_age` — whether an old message is answered;
+* :mod:`.when` — ``--since`` as people write it;
 * :mod:`.wording` — plurals for log lines and messages.
 """

@@ -51,14 +51,14 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import date, datetime, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TextIO
-from zoneinfo import ZoneInfo
 
 import peewee as pw
 
 from ..errors import ConfigError, StoreError
+from ..rules.when import parse_since
 from .retention import is_keyed_hash
 from .store import db, write_txn
 
@@ -272,21 +272,6 @@ def export(out: TextIO, fmt: str, *, since: float | None = None, unit: str = "",
     return count
 
 
-def parse_since(text: str, zone: str) -> float:
-    """``YYYY-MM-DD`` (midnight) or an ISO date-time, in the unit's zone unless it says."""
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        try:
-            moment = datetime.combine(date.fromisoformat(text), datetime.min.time())
-        except ValueError:
-            raise ConfigError(f"--since {text!r}: not a date; write YYYY-MM-DD or "
-                              "YYYY-MM-DDTHH:MM") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=ZoneInfo(zone))
-    return moment.timestamp()
-
-
 # --- command line ---------------------------------------------------------------------------
 
 def add_parsers(subparsers: Any, config_arg: Callable[[argparse.ArgumentParser], None]) -> None:
@@ -298,8 +283,9 @@ def add_parsers(subparsers: Any, config_arg: Callable[[argparse.ArgumentParser],
     sp = sub.add_parser("export", help="write the audit log as CSV or NDJSON")
     config_arg(sp)
     sp.add_argument("--format", choices=FORMATS, default="csv", help="output format (csv)")
-    sp.add_argument("--since", default=None, metavar="DATE",
-                    help="only events from this date (YYYY-MM-DD, unit's time zone) on")
+    sp.add_argument("--since", default=None, metavar="WHEN",
+                    help="only events from then on: YYYY-MM-DD (the unit's time zone), an "
+                    "ISO date-time, or an age (24h, 7d)")
     sp.add_argument("--out", type=Path, default=None, metavar="FILE",
                     help="write to FILE (created mode 0600) instead of standard output")
     sp.add_argument("--hash-senders", action="store_true",
@@ -334,7 +320,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     from .secret import load_or_create_secret
 
     config = load_config(args.config)
-    since = parse_since(args.since, config.registry.timezone) if args.since else None
+    since = (parse_since(args.since, now=time.time(), zone=config.registry.timezone)
+             if args.since else None)
     with _opened_store(config):
         pseudonymise = None
         if args.hash_senders:

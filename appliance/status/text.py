@@ -20,7 +20,7 @@ from rich.text import Text
 
 from ..rules.wording import plural
 from ..version import __version__
-from .server import disk_percent, fmt_bytes, fmt_duration
+from .server import disk_percent, fmt_bytes, fmt_duration, modem_level
 
 _STYLE = {"ok": "green", "warn": "yellow", "bad": "bold red", "dim": "dim"}
 #: States in which the last signal, operator and SIM store say nothing true any more.
@@ -111,12 +111,6 @@ def _widths(rows: Sequence[Sequence[str]], width: int) -> list[int]:
         widths[col] -= give
         excess -= give
     return widths
-
-
-def modem_level(m: dict[str, Any]) -> str:
-    if m.get("state") != "ready":
-        return "bad"
-    return "warn" if m.get("unavailable") else "ok"
 
 
 def render(snap: dict[str, Any], width: int = 80, now: float | None = None) -> list[Text]:
