@@ -1,7 +1,7 @@
 """The modem engine against simulated modems over real ptys (no patching of internals).
 
 The handler here is the engine's real boundary: it implements both of its ports
-(``appliance.modem.ports.Inbox`` and ``Outbox``), records what the engine hands over and
+(``appliance.modem.ports.InboxPort`` and ``OutboxPort``), records what the engine hands over and
 lets a test hold or fail a persist.
 """
 

@@ -19,8 +19,8 @@ What the owner does, in order of importance:
    watchdog restart.
 
 Everything not about the port is behind the engine's two ports (:mod:`.ports`): what
-arrives goes to the :class:`~.ports.Inbox`; which reply to send, pacing, caps and
-persistence are the :class:`~.ports.Outbox`'s.
+arrives goes to the :class:`~.ports.InboxPort`; which reply to send, pacing, caps and
+persistence are the :class:`~.ports.OutboxPort`'s.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ from .contract import ModemSettings, ModemState, ModemStatus
 from .families import Family, family_for, registration_reports
 from .interview import identify, read_network
 from .port import CALL, POKE, STOP, Item, Port
-from .ports import Inbox, Outbox
+from .ports import InboxPort, OutboxPort
 from .sender import Sender
 from .session import ATSession
 from .ussd import UssdAnswer
@@ -70,7 +70,7 @@ HELD_RETRY_S = 5.0
 class Modem:
     """The owner of one modem port. ``start()`` it; talk to it only through its methods."""
 
-    def __init__(self, settings: ModemSettings, inbox: Inbox, outbox: Outbox, *,
+    def __init__(self, settings: ModemSettings, inbox: InboxPort, outbox: OutboxPort, *,
                  concat_ref_start: int = 0) -> None:
         self.settings = settings
         self.name = settings.name

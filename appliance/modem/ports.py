@@ -1,7 +1,7 @@
 """The two ports of a modem's owner thread, and the reply values that cross them.
 
 The engine (:mod:`appliance.modem.engine`) knows nothing of state.db, the registry or the
-policy of a bank of modems. What it receives goes to an :class:`Inbox`; the replies it sends
+policy of a bank of modems. What it receives goes to an :class:`InboxPort`; the replies it sends
 come from, and their fate goes back to, an :class:`Outbox`. The service is the inbox
 (:class:`appliance.service.unit.unit.Service`); the outbox is :class:`appliance.outbox.Outbox`.
 Both are called from the owner thread, so the path of one SMS has no thread hop; each
@@ -79,7 +79,7 @@ class StoredPart:
     pdu: str
 
 
-class Inbox(Protocol):
+class InboxPort(Protocol):
     """Where a modem's owner thread hands what the modem reports."""
 
     def on_inbound(self, modem: str, pdu_hex: str, decoded: Deliver | PduError) -> None:
@@ -93,7 +93,7 @@ class Inbox(Protocol):
         """A balance check answered (``amount`` None: the answer was not understood)."""
 
 
-class Outbox(Protocol):
+class OutboxPort(Protocol):
     """Where a modem's owner thread takes its next reply, and reports how it went."""
 
     def next_job(self, modem: str) -> Job | None:

@@ -30,14 +30,14 @@ from ..errors import ModemCommandError, ModemError, ModemTimeout, PduError
 from . import pdu as pdumod
 from .answers import parse_cmgr
 from .contract import ModemSettings
-from .ports import UNSENT_PARTS, Job, Outbox, PlanPart, SubmittedPart
+from .ports import UNSENT_PARTS, Job, OutboxPort, PlanPart, SubmittedPart
 from .session import ATSession
 
 
 class Sender:
     """Sends the replies of one modem; owned and called by its owner thread only."""
 
-    def __init__(self, settings: ModemSettings, outbox: Outbox, log: logging.Logger, *,
+    def __init__(self, settings: ModemSettings, outbox: OutboxPort, log: logging.Logger, *,
                  concat_ref_start: int = 0, on_part: Callable[[], None],
                  on_failure: Callable[[str], None]) -> None:
         self.settings = settings

@@ -1,7 +1,8 @@
 """Many modems: which one sends the next reply, how fast, and which are out of rotation.
 
 The queue itself lives in ``state.db`` (its queries: :mod:`.table`); each modem's owner
-thread asks the outbox, which asks :meth:`Bank.next_job`, when it is free. The policy, as the service issue states it:
+thread asks the outbox, which asks :meth:`Bank.next_job`, when it is free. The policy, as
+the service issue states it:
 
 * a reply leaves from the modem that received the request, while that modem is healthy and
   under its caps; otherwise from another healthy modem (it may claim replies whose preferred

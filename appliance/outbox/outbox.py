@@ -1,6 +1,6 @@
 """The outbox: every reply, from queued to delivered.
 
-It is the :class:`~appliance.modem.ports.Outbox` port of every modem's owner thread, and the
+It is the :class:`~appliance.modem.ports.OutboxPort` of every modem's owner thread, and the
 one place that decides a reply's fate:
 
 * **queue** (:func:`.queue.queue_sms`, in the caller's transaction) and **wake** a modem
@@ -51,7 +51,8 @@ LINK_FAILURES_PER_ATTEMPT = 3
 
 
 class AlarmSink(Protocol):
-    """Where the outbox tells a technician (the unit's :class:`~appliance.service.alarms.Alarms`)."""
+    """Where the outbox tells a technician (the unit's
+    :class:`~appliance.service.alarms.Alarms`)."""
 
     def raise_(self, kind: str, message: str) -> None: ...
 
@@ -151,7 +152,7 @@ class Outbox:
                 "pending": self.table.pending_count(), "splits": self.table.split_count(),
                 "crash_resent": self.crash_resent}
 
-    # -- the Outbox port (modem owner threads) ---------------------------------------------
+    # -- the OutboxPort (modem owner threads) ----------------------------------------------
 
     def next_job(self, modem: str) -> Job | None:
         if self._closed.is_set():

@@ -1,6 +1,7 @@
 """The longest names among a registry's active records: what the reply budget plans for
-(:func:`appliance.rules.reply_budget.lengths_of` turns them into its terms). Read-only, outside the lookup connection, so that
-it works on a file the service has not opened (``doctor``, the start-up check)."""
+(:func:`appliance.rules.reply_budget.lengths_of` turns them into its terms). Read-only,
+outside the lookup connection, so that it works on a file the service has not opened
+(``doctor``, the start-up check)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The unit: store, registry, responder and modem bank wired together, with a lifecycle.
 
-``Service`` is the :class:`~appliance.modem.ports.Inbox` of every modem; the
+``Service`` is the :class:`~appliance.modem.ports.InboxPort` of every modem; the
 :class:`~appliance.outbox.Outbox` is their other port. Both run in the modem owner threads,
 so the per-SMS path has no thread hop:
 
@@ -308,7 +308,7 @@ class Service:
                 view = self._registry_view = RegistryView(info, state, time.monotonic())
             return view
 
-    # -- the Inbox port (modem owner threads) ----------------------------------------------
+    # -- the InboxPort (modem owner threads) -----------------------------------------------
 
     def on_inbound(self, modem: str, pdu_hex: str, decoded: pdumod.Deliver | PduError) -> None:
         key = pdumod.pdu_hash(pdu_hex)

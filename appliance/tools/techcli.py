@@ -214,8 +214,9 @@ def offline_snapshot(config: Any) -> dict[str, Any]:
         info = reg.info()
     now_dt = datetime.now(timezone.utc)
     age = info.age(now_dt)
-    state = ("missing" if not info.exists else "corrupt" if not info.usable else "stale" if is_stale(
-        info, timedelta(hours=config.registry.max_age_hours), now_dt) else "ok")
+    stale = is_stale(info, timedelta(hours=config.registry.max_age_hours), now_dt)
+    state = ("missing" if not info.exists else "corrupt" if not info.usable
+             else "stale" if stale else "ok")
     snap["registry"] = {"state": state, "version": info.version, "records": info.record_count,
                         "age_s": age.total_seconds() if age is not None else None,
                         "max_age_s": config.registry.max_age_hours * 3600, "error": info.error,
