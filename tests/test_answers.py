@@ -10,14 +10,15 @@ its PDU."""
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
+from hypothesis import given, strategies as st
 
-from appliance.modem.answers import (Notice, StoredMessage, parse_cmgl, parse_cmgr,
-                                     parse_notice, parse_reference)
-from appliance.modem.atvalues import (Operator, Signal, parse_operator, parse_signal,
-                                      parse_sim_state, parse_smsc, parse_storage_use,
-                                      parse_text_answer)
+from appliance.modem.answers import (
+    Notice, StoredMessage, parse_cmgl, parse_cmgr, parse_notice, parse_reference,
+)
+from appliance.modem.atsms import parse_storage_use
+from appliance.modem.atvalues import (
+    Operator, Signal, parse_operator, parse_signal, parse_sim_state, parse_smsc, parse_text_answer,
+)
 
 PDU = "07912933035011F0040C9129330350119900005220404124658004D4F29C0E"
 PDU2 = "0791293303501100040C912933035011990008522040412465800400410042"

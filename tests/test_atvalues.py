@@ -6,13 +6,14 @@ per TS 27.005 §3.4.1 / §3.2.2, +CNUM per TS 27.007 §7.1."""
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
+from hypothesis import given, strategies as st
 
-from appliance.modem.atvalues import (CnmiRanges, Registration, StorageOptions, choose_cnmi,
-                                      choose_storage, own_number, parse_cnmi_ranges,
-                                      parse_cnum, parse_registration, parse_storage_options,
-                                      parse_storage_use, sms_service, split_fields)
+from appliance.modem.atregistration import Registration, parse_registration, sms_service
+from appliance.modem.atsms import (
+    CnmiRanges, StorageOptions, choose_cnmi, choose_storage, parse_cnmi_ranges,
+    parse_storage_options, parse_storage_use,
+)
+from appliance.modem.atvalues import own_number, parse_cnum, split_fields
 
 
 def reg(line: str, solicited: bool = False) -> Registration:

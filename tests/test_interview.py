@@ -9,7 +9,8 @@ from collections.abc import Mapping
 import pytest
 
 from appliance.errors import ModemCommandError
-from appliance.modem.atvalues import Operator, Registration, Signal
+from appliance.modem.atregistration import Registration
+from appliance.modem.atvalues import Operator, Signal
 from appliance.modem.interview import Identity, identify, read_imsi, read_network
 
 

@@ -22,9 +22,11 @@ from pathlib import Path
 
 import pytest
 
-from appliance.modem.atvalues import (Registration, choose_cnmi, choose_storage, own_number,
-                                      parse_cnmi_ranges, parse_registration,
-                                      parse_storage_options, sms_service)
+from appliance.modem.atregistration import Registration, parse_registration, sms_service
+from appliance.modem.atsms import (
+    choose_cnmi, choose_storage, parse_cnmi_ranges, parse_storage_options,
+)
+from appliance.modem.atvalues import own_number
 from appliance.modem.families import FAMILIES, Family, family_for, matrix
 from appliance.modem.protocol import ATProtocol, Response, Urc
 

@@ -29,7 +29,7 @@ class ModemStatus:
     rssi: int | None = None
     operator: str = ""
     registered: bool = False
-    network: str = ""          # why it is (not) registered for SMS (atvalues.sms_service)
+    network: str = ""          # why it is (not) registered for SMS (atregistration.sms_service)
     identity: dict[str, str] = field(default_factory=dict)
     sim_used: int | None = None
     sim_total: int | None = None

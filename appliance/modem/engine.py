@@ -34,15 +34,16 @@ from concurrent.futures import Future
 from dataclasses import replace
 from typing import Any
 
-from ..errors import ModemCommandError, ModemError, ModemGone, ModemTimeout, PduError, Stopping
 from ..backoff import Backoff
+from ..errors import ModemCommandError, ModemError, ModemGone, ModemTimeout, PduError, Stopping
 from . import pdu as pdumod
 from .answers import parse_cmgl, parse_cmgr, parse_notice
-from .atvalues import (
-    CNMI_FALLBACKS, CnmiRanges, Registration, choose_cnmi, choose_storage, parse_cnmi_ranges,
-    parse_registration, parse_sim_state, parse_smsc, parse_storage_options, parse_storage_use,
-    sms_service, ussd_string,
+from .atregistration import Registration, parse_registration, sms_service
+from .atsms import (
+    CNMI_FALLBACKS, CnmiRanges, choose_cnmi, choose_storage, parse_cnmi_ranges,
+    parse_storage_options, parse_storage_use,
 )
+from .atvalues import parse_sim_state, parse_smsc, ussd_string
 from .contract import ModemSettings, ModemState, ModemStatus
 from .families import Family, family_for, registration_reports
 from .interview import identify, read_network
@@ -315,7 +316,7 @@ class Modem:
 
     def _set_cnmi(self, sess: ATSession, t: float) -> None:
         """New-message indications chosen from the modem's own ``AT+CNMI=?`` ranges
-        (:func:`~appliance.modem.atvalues.choose_cnmi`: store, then announce). A modem that
+        (:func:`~appliance.modem.atsms.choose_cnmi`: store, then announce). A modem that
         does not answer the test form, or refuses its own choice, gets the usual settings
         in turn, with both <bfr> values."""
         try:
@@ -638,7 +639,7 @@ class Modem:
             self._session.run(f"AT+CMGD={index}", self.settings.command_timeout_s)
 
     def _registration(self) -> None:
-        """Ready or "no network" from every domain's last report (atvalues.sms_service:
+        """Ready or "no network" from every domain's last report (atregistration.sms_service:
         SMS-capable +CREG states incl. SMS only and CSFB not preferred; LTE/NR where the
         radio is there; a packet domain alone never takes a modem away)."""
         service = sms_service(self._regs)

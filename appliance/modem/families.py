@@ -2,7 +2,7 @@
 
 One table, keyed by what the modem says to ``AT+CGMI`` / ``AT+CGMM``. The engine reads only
 data from it (which registration reports the family has); everything else it decides from
-the modem's own answers (``AT+CNMI=?``, ``AT+CPMS=?``, see :mod:`atvalues`), so an unknown
+the modem's own answers (``AT+CNMI=?``, ``AT+CPMS=?``, see :mod:`.atsms`), so an unknown
 modem still works and a known one never needs an ``if vendor ==`` branch. The other
 columns are the compatibility matrix in docs/modems.md (rendered by :func:`matrix`; a test
 keeps the page and this table equal), and each row is backed by a byte-level transcript in
@@ -127,7 +127,7 @@ ALL_REPORTS = ("+CREG", "+CGREG", "+CEREG", "+C5GREG")
 
 def registration_reports(manufacturer: str, model: str) -> tuple[str, ...]:
     """The registration reports to switch on and read on this modem (engine and probe
-    alike): those that can decide "can do SMS" (atvalues.sms_service), so not +CGREG,
+    alike): those that can decide "can do SMS" (atregistration.sms_service), so not +CGREG,
     which never decides and would cost an AT round trip per health check."""
     family = family_for(manufacturer, model)
     return tuple(r for r in (family.registration if family else ALL_REPORTS)

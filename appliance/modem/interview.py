@@ -8,8 +8,8 @@ The interview owns no port: it asks through ``ask``, a callable that runs one co
 and returns its answer lines. Each caller passes its own, so the engine keeps its one
 owner thread and its own policy for a refusal (the engine's health check lets a refused
 +CSQ fail, the probe turns every refusal into a note); the answers are read by
-atvalues.py. What only the engine does (unlocking the SIM, choosing storage and +CNMI
-with atvalues' rules) and what only the probe asks (+CNUM, +CPMS? counts) stay with them:
+atvalues.py and atregistration.py. What only the engine does (unlocking the SIM, choosing
+storage and +CNMI with atsms.py's rules) and what only the probe asks (+CNUM, +CPMS? counts) stay with them:
 the probe must change nothing on a modem it looks at.
 """
 
@@ -19,8 +19,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 
 from ..errors import ModemCommandError
-from .atvalues import (Operator, Registration, Signal, parse_operator, parse_registration,
-                       parse_signal, parse_text_answer)
+from .atregistration import Registration, parse_registration
+from .atvalues import Operator, Signal, parse_operator, parse_signal, parse_text_answer
 
 #: Runs one AT command and returns its information lines. A refusal either comes back as
 #: no lines or raises ModemCommandError (then see each function for what it skips).

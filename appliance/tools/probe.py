@@ -28,9 +28,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ModemCommandError, ModemError, ModemGone, ModemTimeout
-from ..modem.atvalues import (
-    STAT_TEXT, Signal, own_number, parse_sim_state, parse_storage_use, sms_service,
-)
+from ..modem.atregistration import STAT_TEXT, sms_service
+from ..modem.atsms import parse_storage_use
+from ..modem.atvalues import Signal, own_number, parse_sim_state
 from ..modem.families import registration_reports
 from ..modem.interview import identify, read_imsi, read_network
 from ..modem.port import Item, Port
@@ -68,7 +68,7 @@ class ProbeResult:
     operator: str = ""
     rssi: int | None = None
     creg: int | None = None
-    network: str = ""          # the SMS verdict in words (atvalues.sms_service)
+    network: str = ""          # the SMS verdict in words (atregistration.sms_service)
     sms_ready: bool = False
     storage: str = ""
     sms_used: int | None = None
