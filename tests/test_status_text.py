@@ -130,3 +130,22 @@ def test_an_upgrade_not_yet_restarted_says_so_in_80_columns() -> None:
     assert all(len(line) <= 80 for line in lines)
     snap["source"] = "files"  # read from the files: nothing is running to compare with
     assert not any("running" in t.plain for t in render(snap, 80, now=NOW))
+
+
+def test_split_replies_and_the_fleet_link_are_shown() -> None:
+    snap = snapshot()
+    snap["split_replies"] = 2
+    snap["fleet"] = {"connected": False, "down_s": 600.0, "hits_waiting": 3,
+                     "last_error": "cannot reach the broker"}
+    lines = [t.plain for t in render(snap, 80, now=NOW)]
+    text = "\n".join(lines)
+    assert all(len(line) <= 80 for line in lines)
+    assert "1 reply waiting; 2 replies split across SIMs" in text
+    assert "fleet: not connected for 10m; 3 hit reports waiting; cannot reach the" in text
+    snap["fleet"] = {"connected": True, "hits_waiting": 1}
+    snap.pop("split_replies")
+    text = "\n".join(t.plain for t in render(snap, 80, now=NOW))
+    assert "fleet: connected; 1 hit report waiting" in text and "split" not in text
+    # Without the link (the default), no fleet line at all.
+    snap["fleet"] = None
+    assert "fleet:" not in "\n".join(t.plain for t in render(snap, 80, now=NOW))

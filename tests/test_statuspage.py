@@ -142,6 +142,29 @@ def test_metrics_carry_alarms_and_sync_results(tmp_path: Path) -> None:
     assert m[("nsor_registry_sync_consecutive_failures", ())] == 1
     assert m[("nsor_registry_sync_last_attempt_timestamp_seconds", ())] == 1767323045.0
     assert ("nsor_registry_sync_last_success_timestamp_seconds", ()) not in m
+    assert ("nsor_fleet_connected", ()) not in m  # no fleet link: no fleet series
+
+
+def test_metrics_and_page_show_split_replies_and_the_fleet_link() -> None:
+    from appliance.status.html import render_page
+
+    snap = {"unit": "u", "modems": [], "registry": {"state": "ok"}, "split_replies": 2,
+            "crash_resent": 4, "queue": {"pending": 0, "unassigned": 0},
+            "fleet": {"connected": False, "down_s": 90.0, "hits_waiting": 7,
+                      "last_error": "cannot reach the broker"}}
+    server = StatusServer(lambda: snap, "127.0.0.1:0")
+    server.start()
+    try:
+        m = metrics(server.url)
+    finally:
+        server.stop()
+    assert m[("nsor_replies_split", ())] == 2
+    assert m[("nsor_replies_resumed_total", ())] == 4
+    assert m[("nsor_fleet_connected", ())] == 0 and m[("nsor_fleet_hits_waiting", ())] == 7
+    page = render_page(snap, {}, "en")
+    assert "split across two SIMs" in page and "not connected for" in page
+    assert "cannot reach the broker" in page
+    assert "جوابات دو سموں میں بٹ گئے" in render_page(snap, {}, "ur")
 
 
 def test_page_escapes_everything_and_refreshes(live_unit: tuple[Any, StatusServer]) -> None:

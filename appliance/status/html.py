@@ -263,8 +263,23 @@ class _Page:
             lines.append((t["sync"], text, "bad" if failing else "ok"))
         q = self.snap.get("queue")
         if q is not None:
-            lines.append((t["queue"], self.fmt("queue_text", pending=q.get("pending", 0),
-                                               unassigned=q.get("unassigned", 0)), "ok"))
+            text = self.fmt("queue_text", pending=q.get("pending", 0),
+                            unassigned=q.get("unassigned", 0))
+            splits = int(self.snap.get("split_replies") or 0)
+            if splits:  # a reply moved to another SIM after a part had left
+                text += "; " + self.fmt("splits", n=splits)
+            lines.append((t["queue"], text, "warn" if splits else "ok"))
+        fleet = self.snap.get("fleet")
+        if fleet is not None:
+            waiting = fleet.get("hits_waiting") or 0
+            if fleet.get("connected"):
+                lines.append((t["fleet"], self.fmt("fleet_up", n=waiting), "ok"))
+            else:
+                text = self.fmt("fleet_down", d=duration(self.lang, fleet.get("down_s")),
+                                n=waiting)
+                if fleet.get("last_error"):
+                    text += " " + self.ltr(fleet["last_error"])
+                lines.append((t["fleet"], text, "bad"))
         disk = self.snap.get("disk")
         if disk:
             denom = disk["used"] + disk["free"]

@@ -77,6 +77,20 @@ class SnapshotCollector:
                                 value=q.get("pending", 0))
         yield GaugeMetricFamily("nsor_queue_unassigned_replies", "Replies any modem may send",
                                 value=q.get("unassigned", 0))
+        yield GaugeMetricFamily("nsor_replies_split", "Replies in state.db that moved to "
+                                "another SIM after a part had left (an orphan part on a phone)",
+                                value=snap.get("split_replies") or 0)
+        yield CounterMetricFamily("nsor_replies_resumed", "Replies resumed at their first "
+                                  "unsent part after a crash, since start",
+                                  value=snap.get("crash_resent") or 0)
+        fleet = snap.get("fleet")
+        if fleet is not None:  # the fleet link is enabled
+            yield GaugeMetricFamily("nsor_fleet_connected", "1 while the fleet link is "
+                                    "connected to the broker", value=int(bool(fleet.get(
+                                        "connected"))))
+            yield GaugeMetricFamily("nsor_fleet_hits_waiting", "Hit reports not yet "
+                                    "acknowledged by the broker",
+                                    value=fleet.get("hits_waiting") or 0)
         msgs = GaugeMetricFamily("nsor_messages", "Rows in state.db by direction and status",
                                  labels=["direction", "status"])
         for direction, by_status in (snap.get("counts") or {}).items():
@@ -123,7 +137,7 @@ def _modem_metrics(modems: list[dict[str, Any]]) -> Iterator[Metric]:
         ("sim_slots_messages", "SIM message slots"),
         ("balance_rupees", "SIM balance the last check read (balance_pattern)"),
         ("balance_timestamp_seconds", "Unix time of the last balance check that answered"))}
-    # Rolling windows (appliance.modem.bank): the window is a label, so that an alert can
+    # Rolling windows (appliance.outbox.bank): the window is a label, so that an alert can
     # divide sent by cap series by series.
     window_sent = GaugeMetricFamily("nsor_modem_window_sent_parts",
                                     "Parts sent in the rolling window", labels=["modem", "window"])

@@ -181,7 +181,7 @@ def _modem_note(m: dict[str, Any], now: float) -> tuple[str, str] | None:
 
 
 def summary(snap: dict[str, Any]) -> list[tuple[str, str, str]]:
-    """(label, text, level): registry, sync, queue, disk."""
+    """(label, text, level): registry, sync, queue, fleet link, disk."""
     lines: list[tuple[str, str, str]] = []
     reg = snap.get("registry") or {}
     state = reg.get("state", "?")
@@ -209,7 +209,22 @@ def summary(snap: dict[str, Any]) -> list[tuple[str, str, str]]:
         text = ("no replies waiting" if not pending else
                 f"{plural(pending, 'reply', 'replies')} waiting"
                 + (f", {anyone} for any modem" if anyone else ""))
-        lines.append(("queue", text, "ok"))
+        splits = int(snap.get("split_replies") or 0)
+        if splits:  # a reply moved to another SIM after a part had left: an orphan part
+            text += f"; {plural(splits, 'reply', 'replies')} split across SIMs"
+        lines.append(("queue", text, "warn" if splits else "ok"))
+    fleet = snap.get("fleet")
+    if fleet is not None:
+        waiting = int(fleet.get("hits_waiting") or 0)
+        if fleet.get("connected"):
+            lines.append(("fleet", f"connected; {plural(waiting, 'hit report', 'hit reports')}"
+                          " waiting", "ok"))
+        else:
+            down = fleet.get("down_s")
+            text = ("not connected" + (f" for {short_age(down)}" if down else "")
+                    + f"; {plural(waiting, 'hit report', 'hit reports')} waiting"
+                    + (f"; {fleet['last_error']}" if fleet.get("last_error") else ""))
+            lines.append(("fleet", text, "bad"))
     disk = snap.get("disk")
     if disk:
         pct = disk_percent(disk)
