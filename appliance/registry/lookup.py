@@ -135,6 +135,9 @@ class Registry:
         self._conn: sqlite3.Connection | None = None
         self._identity: tuple[int, int] | None = None
         self._corrupt: str | None = None
+        # Corrupt marks made so far: a verification clears the mark only if none was made
+        # while it scanned (a lookup that met a bad row mid-scan, after the scan read it).
+        self._marks = 0
         self._verified_mono = 0.0
         self._verified: tuple[tuple[object, ...] | None, Verification] | None = None
         self._active: tuple[tuple[object, ...] | None, array[int]] | None = None
@@ -224,6 +227,8 @@ class Registry:
         against ``expected`` when given); a failure makes the registry corrupt, a success
         on the file now at ``path`` clears that. Runs on its own connection: lookups go
         on meanwhile."""
+        with self._lock:
+            marks = self._marks
         before = self._file_identity()
         result = verify_file(self.path, expected, collect_active=True)
         after = self._file_identity()
@@ -240,7 +245,14 @@ class Registry:
             self._verified_mono = time.monotonic()
             self._active = (after, result.active) if result.ok and result.active is not None \
                 else None
-            if result.ok:
+            if result.ok and self._marks != marks:
+                # A lookup found damage while this scan ran (bytes that changed after the
+                # scan read them): the scan does not vouch for them. Forgotten, so that
+                # the change check verifies again within seconds (integrity.py).
+                self._verified = None
+                log.warning("registry %s: verified, but a lookup found it damaged during "
+                            "the scan; still corrupt until the next verification", self.path)
+            elif result.ok:
                 if self._corrupt is not None:
                     log.warning("registry %s verified again (%d rows): verdicts resume",
                                 self.path, result.rows)
@@ -298,6 +310,7 @@ class Registry:
         with self._lock:
             first = self._corrupt is None
             self._corrupt = message
+            self._marks += 1
         if first:
             log.error("%s", message)
             if self.on_corrupt is not None:
