@@ -21,7 +21,6 @@ from .errors import ApplianceError, ConfigError, ServiceUnreachable
 from .version import __version__
 
 DEFAULT_CONFIG = Path(os.environ.get("NSOR_CONFIG", "/etc/nsor/appliance.toml"))
-FIRMWARE_CONFIG = Path(__file__).resolve().parent.parent / "firmware_config"
 
 log = logging.getLogger("appliance")
 

@@ -40,7 +40,12 @@ __all__ = [
     "ModemConfig", "PrivacyConfig", "RegistryConfig", "RepliesConfig", "ReliabilityConfig",
     "StatusConfig",
     "UnitConfig", "config_from_dict", "config_from_text", "load_config", "FleetConfig",
+    "FIRMWARE_CONFIG",
 ]
+
+#: What a unit is flashed with (configuration, reply templates, trusted root), shipped
+#: beside the package: in a checkout, or under /usr/lib/nsor-appliance/app when installed.
+FIRMWARE_CONFIG = Path(__file__).resolve().parents[2] / "firmware_config"
 
 _BAD = object()  # a value that failed validation; its problem is already reported
 

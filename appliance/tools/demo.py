@@ -23,10 +23,10 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from ..config import FIRMWARE_CONFIG
 from ..rules.cnic import format_cnic, to_urdu_digits
 from ..rules.wording import plural
 
-FIRMWARE_CONFIG = Path(__file__).resolve().parent.parent / "firmware_config"
 
 
 def citizen_messages(hits: tuple[str, ...], misses: tuple[str, ...],

@@ -7,11 +7,11 @@ import argparse
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from ..config import FIRMWARE_CONFIG
 from ..errors import ConfigError
 from ..registry.lookup import Registry, is_stale
 from ..rules.responder import DEFAULT_MAX_PARTS, Policy, RegistryState, load_templates, respond
 
-FIRMWARE_CONFIG = Path(__file__).resolve().parent.parent / "firmware_config"
 
 
 def lookup_main(args: argparse.Namespace) -> int:
