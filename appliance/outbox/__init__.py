@@ -1,4 +1,4 @@
-"""The life of a reply, from queued to delivered (issue 14's outbox).
+"""The outbox: the life of a reply, from queued to delivered.
 
 * :mod:`.outbox` — :class:`Outbox`, the port every modem's owner thread takes replies from,
   and the policy: queue, route, persist, retry or move or fail, recover;

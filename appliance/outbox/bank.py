@@ -165,7 +165,7 @@ class Bank:
     def send_failed(self, name: str, *, modem_fault: bool, reason: str,
                     reply: int | None = None) -> None:
         """A send failed on ``name``. ``reply`` counts once in the modem's streak however
-        often it is retried: its own attempts are the reply's business (the store's)."""
+        often it is retried: its own attempts are the reply's business (the outbox's table)."""
         with self._lock:
             slot = self.slots[name]
             if reply is None or reply not in slot.failing:

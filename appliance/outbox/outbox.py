@@ -34,7 +34,6 @@ from ..modem.ports import Job, PlanPart, StoredPart, SubmittedPart
 from ..backoff import Backoff
 from ..rules.wording import plural
 from .. import journal
-from ..state.store import Outbound
 from .bank import Bank, SlotSettings
 from .queue import Queued, queue_sms
 from .states import ErrorClass, State, classify
@@ -87,6 +86,7 @@ class Outbox:
                          on_alarm=alarms.raise_, on_clear=alarms.clear)
         self.backoff = Backoff(rules.retry_base_s, rules.retry_max_s)
         self.crash_resent = 0  # replies resumed after a crash, since start
+        self._count_lock = threading.Lock()  # owner threads add to it
         self._closed = threading.Event()
 
     # -- wiring and lifecycle --------------------------------------------------------------
@@ -179,7 +179,8 @@ class Outbox:
 
     def recovery_done(self, modem: str) -> None:
         _, resent = self.table.recover_after_crash(modem)
-        self.crash_resent += resent
+        with self._count_lock:
+            self.crash_resent += resent
         if resent:
             self.bank.poke(modem)
 
@@ -211,28 +212,27 @@ class Outbox:
             # about when the modem is back).
             self.table.unstore_refused(job)
         link_limit = LINK_FAILURES_PER_ATTEMPT * rules.max_attempts
+        failed = ""  # why the reply failed for good: a technician is told
         if cls is ErrorClass.LINK and self.table.link_failures(job.outbound_id) + 1 >= link_limit:
             # Every modem it met hung or vanished: something about this reply (or the whole
             # bank) is wrong. Stop and tell a technician rather than retry for ever.
             self.table.move(job.outbound_id, State.FAILED, last_error=reason,
-                            link_failures=Outbound.link_failures + 1)
-            self.alarms.raise_("reply_failed", f"reply {job.outbound_id} failed: {link_limit} "
-                               f"timeouts or disconnects while sending; last: {reason}")
+                            link_failure=True)
+            failed = f"{link_limit} timeouts or disconnects while sending; last: {reason}"
         elif cls is ErrorClass.LINK:
             # A hung or unplugged modem is not the reply's fault: the attempt is given back
             # and the reply waits for its SIM to come back (another modem takes it at once
             # if none of its parts has left, or after move_after_s).
             self.table.move(job.outbound_id, State.RETRY, last_error=reason,
-                            attempts=Outbound.attempts - 1, next_attempt_at=now + 1.0,
-                            link_failures=Outbound.link_failures + 1)
+                            next_attempt_at=now + 1.0, give_back_attempt=True,
+                            link_failure=True)
         elif cls is ErrorClass.MODEM:
             # Not the reply's fault: give it back without spending an attempt.
             self.table.move(job.outbound_id, State.QUEUED, last_error=reason,
-                            attempts=Outbound.attempts - 1)
+                            give_back_attempt=True)
         elif cls is ErrorClass.PERMANENT or job.attempt >= rules.max_attempts:
             self.table.move(job.outbound_id, State.FAILED, last_error=reason)
-            self.alarms.raise_("reply_failed", f"reply {job.outbound_id} failed after "
-                               f"{plural(job.attempt, 'attempt', 'attempts')}: {reason}")
+            failed = f"after {plural(job.attempt, 'attempt', 'attempts')}: {reason}"
         else:
             # Temporary (congestion: +CMS ERROR 500, 38): again in seconds, on the same SIM,
             # from the first unsent part. The streak restarts when a part got through.
@@ -244,9 +244,12 @@ class Outbox:
             self.table.move(job.outbound_id, State.RETRY, last_error=reason,
                             sim_attempts=streak,
                             next_attempt_at=now + self.backoff.delay(max(1, streak)))
-        # The modem's error streak: a modem fault takes it out of rotation at once.
+        # The modem's error streak first (a modem fault takes it out of rotation at once),
+        # so that an alarm SMS queued next is not handed to the modem that just failed.
         self.bank.send_failed(job.modem, modem_fault=cls is ErrorClass.MODEM, reason=reason,
                               reply=job.outbound_id)
+        if failed:
+            self.alarms.raise_("reply_failed", f"reply {job.outbound_id} failed {failed}")
         self._journal(job, None, len(parts), reason)
         self._emit("failed", modem=job.modem, id=job.outbound_id, error=reason,
                    error_class=cls.value)

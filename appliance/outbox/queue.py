@@ -2,7 +2,8 @@
 
 Every queued SMS gets the same treatment: its number in one canonical form (so a reply
 and its delivery report, or a guard's count, meet on the same key), its part count from
-the same planner the sender uses (so caps and pacing count what will really go out), and
+the same planner the sender uses (what the queue, its journal line and ``status`` show
+until the reply is encoded and the count is exact; caps and pacing count parts sent), and
 one committed row in ``outbound`` (with the inbound rows it answers marked in the same
 transaction). What happens next is the outbox's business (:mod:`.outbox`).
 """

@@ -194,18 +194,23 @@ class ReplyTable:
                     "COALESCE(first_submit_at, ?) WHERE id = ?",
                     (parts[0].total, min(p.submitted_at for p in parts), job.outbound_id))
 
-    def move(self, outbound_id: int, new: State, **fields: Any) -> None:
-        """Move a reply to ``new`` through the state table (illegal moves raise)."""
+    def move(self, outbound_id: int, new: State, *, give_back_attempt: bool = False,
+             link_failure: bool = False, **fields: Any) -> None:
+        """Move a reply to ``new`` through the state table (illegal moves raise), setting
+        ``fields``; ``give_back_attempt``: the try did not count against the reply's
+        attempts; ``link_failure``: count a timeout or an unplug against it."""
         with write_txn():
             (status,) = run_sql("SELECT status FROM outbound WHERE id = ?",
                                 (outbound_id,)).fetchone()
             check_move(status, new.value)
             fields.update(status=new.value, updated_at=time.time())
-            if any(isinstance(v, pw.Node) for v in fields.values()):  # attempts - 1 and such
-                Outbound.update(**fields).where(Outbound.id == outbound_id).execute()
-            else:
-                run_sql(f"UPDATE outbound SET {' = ?, '.join(fields)} = ? WHERE id = ?",
-                        [*fields.values(), outbound_id])
+            sets = [f"{name} = ?" for name in fields]
+            if give_back_attempt:
+                sets.append("attempts = attempts - 1")
+            if link_failure:
+                sets.append("link_failures = link_failures + 1")
+            run_sql(f"UPDATE outbound SET {', '.join(sets)} WHERE id = ?",
+                    [*fields.values(), outbound_id])
 
     def link_failures(self, outbound_id: int) -> int:
         row = run_sql("SELECT link_failures FROM outbound WHERE id = ?", (outbound_id,)).fetchone()
@@ -334,7 +339,6 @@ class ReplyTable:
 
     def pending_count(self) -> int:
         return int(Outbound.select().where(Outbound.status.in_(PENDING)).count())
-
 
     def reply_summary(self, outbound_id: int) -> tuple[str | None, int | None, str] | None:
         """(kind, parts, status) of a reply, for its journal line."""
