@@ -393,14 +393,18 @@ def test_a_message_routed_straight_to_the_unit_is_held_until_it_is_stored(
 
     with Simulator(tmp_path / "cmt", [ModemSpec(profile="sim800_cmt")], seed=8) as s:
         handler = Handler()
-        handler.fail_persist = 2
+        handler.fail_persist = 10**6  # the store fails until the test lets it work
         m = Modem(settings(s.modems[0]), handler, handler)
         m.start()
         try:
             assert wait_until(lambda: m.status().state == ModemState.READY, 10)
             s.citizen_send(CITIZEN, 0, "35202-1234567-1")
+            assert wait_until(lambda: m.status().held == 1, 10), "held, and it says so"
+            with handler.lock:
+                handler.fail_persist = 1
             assert wait_until(lambda: handler.texts() == ["35202-1234567-1"], 30)
-            assert handler.fail_persist == 0, "stored only after two failed attempts"
+            assert handler.fail_persist == 0, "stored only after another failed attempt"
+            assert wait_until(lambda: m.status().held == 0, 5)
             assert not s.modems[0].stored(), "+CMT: nothing was ever on the SIM"
         finally:
             m.stop()

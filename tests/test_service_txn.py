@@ -1,5 +1,5 @@
 """The service's transactions around one SMS, on a real ``state.db`` and registry, without
-modems: the handler calls are made as the engine makes them.
+modems: the calls on its two ports are made as the engine makes them.
 
 A whole SMS is stored, checked, answered and audited in one commit; if answering fails,
 the stored row commits alone and nothing half-answered is left (no reply, no guard count, no
@@ -180,3 +180,15 @@ def test_an_upgraded_unit_dates_its_sim_by_its_first_message(service: Service) -
     service.on_status(ModemStatus(name="m0", port="", state=ModemState.READY,
                                   identity={"imsi": "410010000000003"}))
     assert service._first_start["m0"] == received
+
+
+def test_messages_held_by_a_modem_raise_an_alarm_until_they_are_stored(
+        service: Service) -> None:
+    """+CMT messages the service could not store exist only in the owner thread's memory:
+    a technician must know before a restart loses them."""
+    service.on_status(ModemStatus(name="m0", port="", state=ModemState.READY, held=2))
+    (alarm,) = [a for a in service.alarms.active() if a.kind == "inbound_held:m0"]
+    assert "holds 2 SMS" in alarm.message
+    service.on_status(ModemStatus(name="m0", port="", state=ModemState.READY, held=0))
+    assert not [a for a in service.alarms.active() if a.kind.startswith("inbound_held")]
+

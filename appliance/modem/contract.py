@@ -39,6 +39,7 @@ class ModemStatus:
     sent_parts: int = 0
     send_failures: int = 0
     reopens: int = 0
+    held: int = 0   # +CMT messages not yet stored, kept by the owner thread (no SIM copy)
     balance: float | None = None
     balance_text: str = ""
     balance_at: float | None = None

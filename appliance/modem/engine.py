@@ -64,8 +64,9 @@ _FULL_URCS = frozenset({"^SMMEMFULL", "+CIEV", "+CMS ERROR"})
 
 
 #: How often a message delivered straight to the unit (+CMT) and not yet stored is offered
-#: to the inbox again.
+#: to the inbox again, and how many per turn (each may wait for the database's lock).
 HELD_RETRY_S = 5.0
+HELD_PER_TURN = 3
 
 
 class Modem:
@@ -78,7 +79,7 @@ class Modem:
         self._inbox = inbox
         self._outbox = outbox
         self.log = logging.getLogger(f"appliance.modem.{settings.name}")
-        self.inbox: queue.Queue[Item] = queue.Queue()
+        self.mailbox: queue.Queue[Item] = queue.Queue()
         self._status = ModemStatus(settings.name, settings.port)
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -119,7 +120,7 @@ class Modem:
     def request_stop(self) -> None:
         """Ask the owner to stop after the transaction in flight (an AT+CMGS finishes)."""
         self._stopping.set()
-        self.inbox.put(Item(STOP))
+        self.mailbox.put(Item(STOP))
 
     def stop(self, timeout: float = 10.0) -> None:
         self.request_stop()
@@ -128,12 +129,12 @@ class Modem:
 
     def poke(self) -> None:
         """Work may be waiting (a reply queued for this modem)."""
-        self.inbox.put(Item(POKE))
+        self.mailbox.put(Item(POKE))
 
     def call(self, fn: Callable[[ATSession], Any]) -> "Future[Any]":
         """Run ``fn(session)`` in the owner thread between two transactions (probe, USSD…)."""
         fut: Future[Any] = Future()
-        self.inbox.put(Item(CALL, (fn, fut)))
+        self.mailbox.put(Item(CALL, (fn, fut)))
         return fut
 
     @property
@@ -198,6 +199,10 @@ class Modem:
                 self._close()
             if self._stopping.wait(0) or self._sleep(reopen.next_delay()):
                 break
+        if self._held:  # +CMT messages that exist nowhere else: say so, loudly
+            self.log.error("modem %s stops with %d message(s) delivered straight to the unit "
+                           "(+CMT) that could never be stored; they are lost", self.name,
+                           len(self._held))
         self._set(state=ModemState.STOPPED)
 
     def _sleep(self, seconds: float) -> bool:
@@ -206,7 +211,7 @@ class Modem:
         while (remaining := deadline - time.monotonic()) > 0:
             self._beat()
             try:
-                item = self.inbox.get(timeout=min(remaining, 1.0))
+                item = self.mailbox.get(timeout=min(remaining, 1.0))
             except queue.Empty:
                 continue
             if item.kind == STOP:
@@ -224,9 +229,9 @@ class Modem:
     def _open_and_init(self) -> None:
         s = self.settings
         self._generation += 1
-        port = Port(s.port, baudrate=s.baudrate, flow_control=s.flow_control, inbox=self.inbox,
-                    generation=self._generation, logger=self.log)
-        self._session = sess = ATSession(port, self.inbox, self.log, self._beat)
+        port = Port(s.port, baudrate=s.baudrate, flow_control=s.flow_control,
+                    mailbox=self.mailbox, generation=self._generation, logger=self.log)
+        self._session = sess = ATSession(port, self.mailbox, self.log, self._beat)
         self._set(state=ModemState.STARTING, reopens=self._status.reopens + 1)
         if not sess.resync(min(3.0, s.command_timeout_s)):
             raise ModemTimeout(f"modem {self.name} ({s.port}) does not answer AT; "
@@ -413,7 +418,8 @@ class Modem:
                     self._check_balance(sess)
                 if self._held and now >= next_held:
                     next_held = now + HELD_RETRY_S
-                    for pdu_hex in list(self._held):
+                    for pdu_hex in self._held[:HELD_PER_TURN]:
+                        self._beat()
                         self._deliver(pdu_hex, index=None)
                 sent = False
                 if self._status.state == ModemState.READY:
@@ -631,10 +637,12 @@ class Modem:
                 self._held.append(pdu_hex)
                 self.log.exception("could not store a message delivered directly (+CMT); "
                                    "held in memory and retried")
+                self._set(held=len(self._held))
             return
         if index is None and pdu_hex in self._held:
             self._held.remove(pdu_hex)
             self.log.info("a message held in memory is stored now")
+            self._set(held=len(self._held))
         if index is not None and self._session is not None:
             self._session.run(f"AT+CMGD={index}", self.settings.command_timeout_s)
 

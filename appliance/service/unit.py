@@ -495,6 +495,15 @@ class Service:
                                 hashers=hashers)
 
     def on_status(self, status: ModemStatus) -> None:
+        # First: it is about messages that exist nowhere but in the owner thread's memory,
+        # and the database failing them may fail the SIM dating below too.
+        if status.held:
+            self.alarms.raise_(f"inbound_held:{status.name}",
+                               f"modem {status.name} holds {status.held} SMS delivered "
+                               "straight to the unit (+CMT) that could not be stored; they "
+                               "are lost if the service stops: check the disk and state.db")
+        else:
+            self.alarms.clear(f"inbound_held:{status.name}")
         sim = (status.identity.get("imsi") or status.name) if status.identity else None
         if sim is not None and self._first_sim.get(status.name) != sim:
             # A new modem, or a SIM swapped in while the unit ran (its IMSI changed).

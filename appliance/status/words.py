@@ -88,7 +88,7 @@ WORDS: dict[str, dict[str, str]] = {
            "credit_low": "balance low", "reply_failed": "reply failed",
            "registry_stale": "registry too old", "registry_missing": "no registry",
            "queue_growing": "queue growing", "disk_full": "disk nearly full",
-           "status_page": "status page"},
+           "status_page": "status page", "inbound_held": "SMS not stored"},
     "ur": {"ready": "تیار", "starting": "شروع ہو رہا ہے", "no network": "نیٹ ورک نہیں",
            "failed": "ناکام", "gone": "غائب", "stopped": "بند",
            "ok": "درست", "stale": "پرانی", "missing": "موجود نہیں",
@@ -99,7 +99,7 @@ WORDS: dict[str, dict[str, str]] = {
            "credit_low": "بیلنس کم", "reply_failed": "جواب نہیں گیا",
            "registry_stale": "رجسٹری پرانی", "registry_missing": "رجسٹری موجود نہیں",
            "queue_growing": "قطار بڑھ رہی ہے", "disk_full": "ڈسک تقریباً بھر گئی",
-           "status_page": "اسٹیٹس صفحہ"},
+           "status_page": "اسٹیٹس صفحہ", "inbound_held": "ایس ایم ایس محفوظ نہیں ہوا"},
 }
 
 #: The verdicts' colours, the same in the tiles and the chart (status.js reads them from
