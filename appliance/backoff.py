@@ -1,7 +1,7 @@
 """The one exponential backoff: ``initial``, 2×, 4× … capped at ``maximum`` seconds.
 
 Three loops wait with it: a reply's retry after a temporary send error (the attempt number
-comes from the store, so :meth:`Backoff.delay` is used without state), the registry sync's
+comes from the outbox's table, so :meth:`Backoff.delay` is used without state), the registry sync's
 retries, and a modem owner reopening a port that failed (both count their own failures
 with :meth:`Backoff.next_delay` and :meth:`Backoff.reset`). Doubling keeps a lasting fault
 from costing a retry per second while a short one is retried quickly; the cap bounds how
@@ -25,8 +25,10 @@ class Backoff:
         self.failures = 0
 
     def delay(self, attempt: int) -> float:
-        """The wait before retry number ``attempt`` (1 for the first; below 1 counts as 1)."""
-        return float(min(self.maximum, self.initial * 2 ** max(0, attempt - 1)))
+        """The wait before retry number ``attempt`` (1 for the first; below 1 counts as 1).
+        The exponent stops at 62: a modem unplugged for a week counts thousands of
+        failures, and 2.0 ** 1024 would overflow (the cap is reached long before)."""
+        return float(min(self.maximum, self.initial * 2.0 ** min(62, max(0, attempt - 1))))
 
     def next_delay(self) -> float:
         """Count one more failure and return the wait before the next try."""

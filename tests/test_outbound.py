@@ -44,3 +44,12 @@ def test_error_classes(exc: Exception, cls: ErrorClass) -> None:
 def test_backoff_doubles_to_a_cap() -> None:
     b = Backoff(30, 100)
     assert [b.delay(n) for n in (1, 2, 3, 4)] == [30, 60, 100, 100]
+
+
+def test_backoff_survives_a_week_of_failures() -> None:
+    """A modem unplugged for days counts tens of thousands of reopen failures: the delay
+    stays at the cap (2 ** 1024 would overflow and kill the owner thread)."""
+    b = Backoff(1.0, 30.0)
+    assert b.delay(1025) == b.delay(10**6) == 30.0
+    for _ in range(5000):
+        assert b.next_delay() <= 30.0
