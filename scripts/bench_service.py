@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""CPU per SMS of the service's own work, without modems: the per-SMS handler calls the
-engine makes, in the order it makes them, against a real ``state.db`` and registry.
+"""CPU per SMS of the service's own work, without modems: the per-SMS calls the engine
+makes on its two ports (InboxPort, OutboxPort), in the order it makes them, against a real
+``state.db`` and registry.
 
     python scripts/bench_service.py [--messages 2000] [--modems 8] [--profile out.prof]
 

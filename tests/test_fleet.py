@@ -265,7 +265,7 @@ def test_backlog_after_a_link_cut_is_delivered_and_kill9_loses_nothing(
     delivery takes long enough to kill the unit in the middle of it). The broker comes
     back; the unit is killed with SIGKILL while it delivers, restarted, and every report
     reaches the centre exactly once after de-duplication."""
-    from appliance.fleet.outbox import HitOutbox
+    from appliance.fleet.hits import HitOutbox
     from appliance.state.store import Store, write_txn
 
     archive = HitArchive(tmp_path / "centre" / "hits.db")

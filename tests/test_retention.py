@@ -185,7 +185,7 @@ def _count(db_path: Path, table: str) -> int:
 def store(tmp_path: Path) -> Iterator[Any]:
     from appliance.state.audit import ensure_schema
     from appliance.service.guard import GuardCnic, GuardEvent
-    from appliance.fleet.outbox import FleetHit
+    from appliance.fleet.hits import FleetHit
     from appliance.state.history import HistoryRow
     from appliance.state.store import Store, db
 

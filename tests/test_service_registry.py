@@ -2,7 +2,7 @@
 "service temporarily unavailable" (never the damaged verdict), raises
 ``registry_corrupt``, and repairs itself from a real signed repository on 127.0.0.1
 through its own scheduler jobs; then verdicts resume. Real ``state.db`` and
-``registry.db``; the handler calls are made as the engine makes them. ~10 s.
+``registry.db``; the port calls are made as the engine makes them. ~10 s.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ log = logging.getLogger("test.session")
 def pty_session() -> Iterator[tuple[int, ATSession]]:
     master, slave = os.openpty()
     inbox: queue.Queue[Item] = queue.Queue()
-    port = Port(os.ttyname(slave), baudrate=115200, flow_control="none", inbox=inbox,
+    port = Port(os.ttyname(slave), baudrate=115200, flow_control="none", mailbox=inbox,
                 generation=1, logger=log)
     try:
         yield master, ATSession(port, inbox, log, lambda: None)

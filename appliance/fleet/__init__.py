@@ -2,9 +2,9 @@
 
 * :mod:`.topics` -- pure: topic names, the heartbeat, hit report and "latest version"
   payloads (no I/O, no clock, no paho);
-* :mod:`.outbox` -- hit reports waiting in ``state.db`` until the broker's PUBACK;
+* :mod:`.hits` -- hit reports waiting in ``state.db`` until the broker's PUBACK;
 * :mod:`.mqtt` -- one paho client built from ``[fleet]`` (TLS, credentials, will);
-* :mod:`.link` -- the unit's side: connection, heartbeats, outbox pump, update hints;
+* :mod:`.link` -- the unit's side: connection, heartbeats, the hit-report pump, update hints;
 * :mod:`.centre` -- the centre's side, a broker client too: ``fleet watch``, ``fleet
   hits``, and the hint that ``registry publish --notify`` posts.
 

@@ -5,7 +5,7 @@ Threads (none of them on a citizen's path):
 * paho's network thread (``loop_start``): connects, reconnects with backoff (``[fleet]
   reconnect_min_s`` doubling to ``reconnect_max_s``), runs the callbacks below, which only
   record what happened and wake a worker;
-* ``fleet-link``: publishes hit reports from the outbox (at most :data:`WINDOW` waiting
+* ``fleet-link``: publishes hit reports from state.db (at most :data:`WINDOW` waiting
   for their PUBACK), deletes each when its PUBACK arrives, publishes heartbeats, raises
   the ``fleet_link`` alarm when the link has been down for ``offline_alarm_after_s``;
 * ``fleet-sync``: on a "latest version" hint from the centre, runs the registry sync (the
@@ -33,7 +33,7 @@ import paho.mqtt.client as mqtt
 from appliance.config import FleetConfig
 from appliance.fleet import topics
 from appliance.fleet.mqtt import make_client
-from appliance.fleet.outbox import HitOutbox
+from appliance.fleet.hits import HitOutbox
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ class FleetLink:
         self.alarms = alarms
         self.hash_number = hash_number
         self.version = version
-        self.outbox = HitOutbox()
+        self.hits = HitOutbox()
         self.client = make_client(cfg, f"nsor-{unit}", default_username=unit,
                                   will=(self.topics.online, topics.OFFLINE))
         self.client.on_connect = self._on_connect
@@ -128,7 +128,7 @@ class FleetLink:
                 fields=fields, district=self.cfg.district,
                 number_hash=self.hash_number(sender) if "number_hash" in fields else None,
                 number=sender if self.cfg.hit_clear_number else None, modem=modem))
-            self.outbox.add(report_id, payload, now=now)
+            self.hits.add(report_id, payload, now=now)
             count += 1
         return count
 
@@ -171,7 +171,7 @@ class FleetLink:
         down = self._down_since
         return {"connected": self._connected.is_set(),
                 "down_s": None if down is None else time.monotonic() - down,
-                "hits_waiting": self.outbox.count(), "last_error": self._last_error,
+                "hits_waiting": self.hits.count(), "last_error": self._last_error,
                 **self.stats}
 
     # -- paho callbacks (network thread: record and wake, nothing more) -----------------
@@ -258,7 +258,7 @@ class FleetLink:
             self.alarms.raise_(ALARM, f"no connection to the centre's broker "
                                f"{self.cfg.broker_host}:{self.cfg.broker_port} for "
                                f"{now - self._down_since:.0f} s ({why}); "
-                               f"{self.outbox.count()} hit report(s) wait on disk; answers "
+                               f"{self.hits.count()} hit report(s) wait on disk; answers "
                                "are not affected")
 
     def _collect_acks(self) -> None:
@@ -268,7 +268,7 @@ class FleetLink:
             if entry is not None:
                 rows.append(entry[0])
         if rows:
-            self.outbox.delete(rows)
+            self.hits.delete(rows)
             self.stats["hits_acked"] += len(rows)
 
     def _pump(self, now: float) -> None:
@@ -282,7 +282,7 @@ class FleetLink:
         if room <= 0:
             return
         waiting = {row for row, _ in self._inflight.values()}
-        for item in self.outbox.pending(room, exclude=sorted(waiting)):
+        for item in self.hits.pending(room, exclude=sorted(waiting)):
             info = self.client.publish(self.topics.hits, item.payload, qos=1)
             if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
                 log.warning("fleet link: hit report not queued (%s); will retry",
@@ -299,7 +299,7 @@ class FleetLink:
             return
         self._hb_checked = now
         hb = topics.heartbeat(self._snapshot(), version=self.version,
-                              backlog=self.outbox.count())
+                              backlog=self.hits.count())
         key = topics.heartbeat_change_key(hb)
         changed = key != self._hb_key and now - self._hb_at >= cfg.heartbeat_min_interval_s
         if not (due or changed or self._hb_force):

@@ -9,8 +9,8 @@ and returns its answer lines. Each caller passes its own, so the engine keeps it
 owner thread and its own policy for a refusal (the engine's health check lets a refused
 +CSQ fail, the probe turns every refusal into a note); the answers are read by
 atvalues.py and atregistration.py. What only the engine does (unlocking the SIM, choosing
-storage and +CNMI with atsms.py's rules) and what only the probe asks (+CNUM, +CPMS? counts) stay with them:
-the probe must change nothing on a modem it looks at.
+storage and +CNMI with atsms.py's rules) and what only the probe asks (+CNUM, +CPMS?
+counts) stay with them: the probe must change nothing on a modem it looks at.
 """
 
 from __future__ import annotations

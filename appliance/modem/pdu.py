@@ -1,12 +1,13 @@
 """SMS PDUs for the appliance: the one place that knows TS 23.040 / TS 23.038.
 
-A shim over python-gsmmodem-new's ``gsmmodem.pdu`` (its validity-period tables are kept;
-the GSM-7 tables are TS 23.038's own, in ``pdu_text``) that adds what docs/field-notes.md B9, B10
-and B13 found missing: surrogate-safe UCS-2 (emoji), DCS normalisation, our own per-modem
-concatenation reference (8- or 16-bit), optional status reports, national numbers
-normalised instead of being sent as alphanumeric addresses, reassembly of concatenated
-inbound parts, and one error type
-(:class:`~appliance.errors.PduError`, keeping the raw PDU) for every decode failure.
+The project's own codec (about 1,200 lines in ``pdu_*.py``). From python-gsmmodem-new it
+keeps only the relative validity-period encoding and decoding (``pdu_address``); the GSM-7
+tables are TS 23.038's own (``pdu_text``). Its own because of what docs/field-notes.md B9,
+B10 and B13 found missing there: surrogate-safe UCS-2 (emoji), DCS normalisation, our own
+per-modem concatenation reference (8- or 16-bit), optional status reports, national
+numbers normalised instead of being sent as alphanumeric addresses, joining the parts of a
+long SMS, and one error type (:class:`~appliance.errors.PduError`, keeping the raw PDU)
+for every decode failure. Each module's docstring says why it does not use gsmmodem's.
 
 Pure (no I/O, clock, logging or threads). The code lives in modules a newcomer can
 find by name; this module is the API the engine and the service import:

@@ -1,7 +1,7 @@
 """A modem's serial port and the byte pump that reads it.
 
 The owner thread (:mod:`appliance.modem.engine`) is the only writer and the only reader of
-meaning. A second, dumb thread only reads bytes and posts them into the owner's inbox, the
+meaning. A second, dumb thread only reads bytes and posts them into the owner's mailbox, the
 way pySerial's ``threaded.ReaderThread`` does: the owner can then wait on ONE queue for
 bytes, work and wake-ups, with no polling delay between a reply being queued and its
 ``AT+CMGS`` leaving.
@@ -37,11 +37,11 @@ class Item:
 class Port:
     """One open serial port plus its reader thread. Re-open by creating a new ``Port``."""
 
-    def __init__(self, url: str, *, baudrate: int, flow_control: str, inbox: "queue.Queue[Item]",
+    def __init__(self, url: str, *, baudrate: int, flow_control: str, mailbox: "queue.Queue[Item]",
                  generation: int, logger: logging.Logger) -> None:
         self.url = url
         self.generation = generation
-        self._inbox = inbox
+        self._mailbox = mailbox
         self._log = logger
         self._closed = threading.Event()
         try:
@@ -66,10 +66,10 @@ class Port:
                 data = ser.read(max(1, ser.in_waiting))
             except Exception as exc:  # SerialException, OSError(EIO) on unplug, TypeError on close
                 if not self._closed.is_set():
-                    self._inbox.put(Item(GONE, exc, self.generation))
+                    self._mailbox.put(Item(GONE, exc, self.generation))
                 return
             if data:
-                self._inbox.put(Item(DATA, data, self.generation))
+                self._mailbox.put(Item(DATA, data, self.generation))
 
     def write(self, data: bytes) -> None:
         try:

@@ -1,10 +1,11 @@
 """The two ports of a modem's owner thread, and the reply values that cross them.
 
 The engine (:mod:`appliance.modem.engine`) knows nothing of state.db, the registry or the
-policy of a bank of modems. What it receives goes to an :class:`InboxPort`; the replies it sends
-come from, and their fate goes back to, an :class:`Outbox`. The service is the inbox
-(:class:`appliance.service.unit.unit.Service`); the outbox is :class:`appliance.outbox.Outbox`.
-Both are called from the owner thread, so the path of one SMS has no thread hop; each
+policy of a bank of modems. What it receives goes to an :class:`InboxPort`; the replies it
+sends come from, and their fate goes back to, an :class:`OutboxPort`. The service is the
+inbox (:class:`appliance.service.unit.Service`); the outbox is
+:class:`appliance.outbox.Outbox`. Both are called from the owner thread, so the path of
+one SMS has no thread hop; each
 call returns only once what it reports is committed.
 
 The values are frozen dataclasses: an owner thread never shares a mutable object with the

@@ -1,6 +1,6 @@
 """Run AT commands one at a time over a :class:`Port`, inside the owner thread.
 
-The session feeds every byte from the inbox through the sans-I/O core
+The session feeds every byte from the mailbox through the sans-I/O core
 (:mod:`appliance.modem.protocol`). Whatever is not the answer to the running command is set
 aside, never lost: URCs go to ``urcs`` (a +CMTI inside an ``AT+CMGS`` exchange is still
 read, docs/field-notes.md B1), and work items that arrive meanwhile go to ``deferred``.
@@ -30,11 +30,11 @@ _PROBES = (("AT+CSQ", "+CSQ"), ("AT+CREG?", "+CREG"), ("AT+CPIN?", "+CPIN"))
 
 
 class ATSession:
-    def __init__(self, port: Port, inbox: "queue.Queue[Item]", logger: logging.Logger,
+    def __init__(self, port: Port, mailbox: "queue.Queue[Item]", logger: logging.Logger,
                  beat: Callable[[], None]) -> None:
         self.port = port
         self.proto = ATProtocol()
-        self.inbox = inbox
+        self.mailbox = mailbox
         self.log = logger
         self.urcs: deque[Urc] = deque()
         self.deferred: deque[Item] = deque()
@@ -42,7 +42,7 @@ class ATSession:
         self.memory_full = False   # a +CMS ERROR: 322 (memory full) seen, answered or not
         self._beat = beat
 
-    # -- the inbox -------------------------------------------------------------------------
+    # -- the mailbox ------------------------------------------------------------------------
 
     def _wait_item(self, deadline: float) -> Item | None:
         remaining = deadline - time.monotonic()
@@ -50,12 +50,12 @@ class ATSession:
             return None
         self._beat()
         try:
-            return self.inbox.get(timeout=min(remaining, 1.0))
+            return self.mailbox.get(timeout=min(remaining, 1.0))
         except queue.Empty:
             return None
 
     def _take(self, item: Item) -> None:
-        """Handle one inbox item while a command is running."""
+        """Handle one mailbox item while a command is running."""
         if item.kind == DATA:
             if item.generation == self.port.generation:
                 if self.log.isEnabledFor(TRACE):
@@ -88,12 +88,12 @@ class ATSession:
                 return item
 
     def take_arrived(self) -> None:
-        """Process every byte already in the inbox, without waiting: URCs that arrived
+        """Process every byte already in the mailbox, without waiting: URCs that arrived
         together (a burst of +CMTI) are then seen together. Work items keep their order
         in ``deferred``."""
         while True:
             try:
-                item = self.inbox.get_nowait()
+                item = self.mailbox.get_nowait()
             except queue.Empty:
                 break
             self._take(item)

@@ -347,7 +347,7 @@ def _shown(value: Any) -> str:
     if isinstance(value, datetime):
         return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     if isinstance(value, timedelta):
-        from appliance.status.server import fmt_duration
+        from appliance.status.format import fmt_duration
         return fmt_duration(value.total_seconds())
     if isinstance(value, dict) and "message" in value:
         return f"{value.get('message')} ({value.get('kind') or '?'}, {value.get('at') or '?'})"

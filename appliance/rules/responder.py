@@ -100,7 +100,7 @@ class RegistryState(enum.Enum):
 
 @dataclass(frozen=True)
 class Policy:
-    """Per-unit reply policy, from ``appliance.toml`` (config.py validates and builds it)."""
+    """Per-unit reply policy, from ``appliance.toml`` (``appliance.config`` validates it; the service builds it)."""
 
     language: str = DEFAULT_LANGUAGE
     disclosure: str = "full"
@@ -434,5 +434,5 @@ def respond(text: str | CnicParse, lookup: Callable[[str], OffenderRecord | None
 
 
 def limit_reply(templates: Templates, policy: Policy) -> Reply:
-    """The reply for a sender over the per-sender limit (the store decides when)."""
+    """The reply for a sender over the per-sender limit (the guard decides when: ``service/guard.py``)."""
     return Reply(templates.for_language(policy.language).render("limit"), "limit", (), ())

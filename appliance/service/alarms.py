@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from ..config.credentials import redact_credentials
-from ..status.server import disk_percent, fmt_bytes
+from ..status.format import disk_percent, fmt_bytes
 
 log = logging.getLogger(__name__)
 

@@ -110,7 +110,7 @@ RETENTION: tuple[TableRetention, ...] = (
     TableRetention("audit_purge_gate", {}),
     # The status page's charts (history.py): series names are verdicts and modem names.
     TableRetention("history", {"series": Redact.KEEP}),
-    # Hit reports waiting for the broker's PUBACK (fleet/outbox.py), deleted on it. The
+    # Hit reports waiting for the broker's PUBACK (fleet/hits.py), deleted on it. The
     # payload is the report the centre is owed (an offender's CNIC; the citizen's number
     # only as a keyed hash unless [fleet] hit_clear_number): erasing it would lose the
     # report, so it stays until acknowledged, however long the link is down.

@@ -4,5 +4,6 @@
 * :mod:`.html` — the status page (Urdu and English);
 * :mod:`.metrics` — the Prometheus exposition;
 * :mod:`.text` — ``nsor status`` in 80 columns;
-* :mod:`.words` — the labels both languages share.
+* :mod:`.words` — the labels in both languages;
+* :mod:`.format` — durations, sizes and a modem's row, shared with ``doctor`` and the alarms.
 """

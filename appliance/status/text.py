@@ -20,7 +20,7 @@ from rich.text import Text
 
 from ..rules.wording import plural
 from ..version import __version__
-from .server import disk_percent, fmt_bytes, fmt_duration, modem_level
+from .format import disk_percent, fmt_bytes, fmt_duration, modem_level
 
 _STYLE = {"ok": "green", "warn": "yellow", "bad": "bold red", "dim": "dim"}
 #: States in which the last signal, operator and SIM store say nothing true any more.

@@ -72,7 +72,7 @@ def backup_database(src: Path, dest: Path) -> int:
 
 def cmd_backup(args: argparse.Namespace) -> int:
     from ..config import load_config
-    from ..status.server import fmt_bytes
+    from ..status.format import fmt_bytes
 
     config = load_config(args.config)
     if not args.dest.is_dir():

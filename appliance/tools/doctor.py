@@ -26,7 +26,8 @@ from typing import Any
 from ..errors import ConfigError
 from ..rules.wording import plural
 from ..service.alarms import disk_alarm
-from ..status.server import disk_percent, fetch_status, fmt_bytes, fmt_duration
+from ..status.format import disk_percent, fmt_bytes, fmt_duration
+from ..status.server import fetch_status
 
 #: Earliest believable date: a Pi without RTC boots at 1970 or at its last shutdown.
 EARLIEST = datetime(2024, 1, 1, tzinfo=timezone.utc)

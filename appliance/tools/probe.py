@@ -158,9 +158,9 @@ def probe_port(port: str, *, baudrate: int = 115200, flow_control: str = "none",
         return res
     plog = logging.getLogger(f"{__name__}.port")
     for attempt in (1, 2):
-        inbox: queue.Queue[Item] = queue.Queue()
+        mailbox: queue.Queue[Item] = queue.Queue()
         try:
-            p = Port(port, baudrate=baudrate, flow_control=flow_control, inbox=inbox,
+            p = Port(port, baudrate=baudrate, flow_control=flow_control, mailbox=mailbox,
                      generation=1, logger=plog)
         except ModemError as exc:
             text = str(exc.__cause__ or exc)
@@ -169,7 +169,7 @@ def probe_port(port: str, *, baudrate: int = 115200, flow_control: str = "none",
                          if res.busy else f"cannot open: {text}")
             return res
         try:
-            sess = ATSession(p, inbox, plog, lambda: None)
+            sess = ATSession(p, mailbox, plog, lambda: None)
             if not sess.resync(timeout):
                 res.error = (f"does not answer AT at {baudrate} baud (not the modem's AT "
                              "port, modem off, or wrong baud rate)")

@@ -28,7 +28,8 @@ from rich.table import Table
 from ..config.credentials import redact_credentials, redact_tree
 from ..errors import ConfigError, StoreError
 from ..rules.wording import plural
-from ..status.server import MODEM_COLUMNS, fetch_status, fmt_duration, modem_cells, modem_level
+from ..status.format import MODEM_COLUMNS, fmt_duration, modem_cells, modem_level
+from ..status.server import fetch_status
 from ..version import __version__
 
 #: Exit status when the service is not running (as ``systemctl status`` uses it).
