@@ -22,11 +22,11 @@ log = logging.getLogger("test.session")
 @pytest.fixture
 def pty_session() -> Iterator[tuple[int, ATSession]]:
     master, slave = os.openpty()
-    inbox: queue.Queue[Item] = queue.Queue()
-    port = Port(os.ttyname(slave), baudrate=115200, flow_control="none", mailbox=inbox,
+    mailbox: queue.Queue[Item] = queue.Queue()
+    port = Port(os.ttyname(slave), baudrate=115200, flow_control="none", mailbox=mailbox,
                 generation=1, logger=log)
     try:
-        yield master, ATSession(port, inbox, log, lambda: None)
+        yield master, ATSession(port, mailbox, log, lambda: None)
     finally:
         port.close()
         os.close(master)
@@ -77,3 +77,23 @@ def test_a_prompt_then_the_answer_sends_the_pdu(pty_session: tuple[int, ATSessio
     threading.Thread(target=modem, daemon=True).start()
     assert sess.submit(22, SUBMIT, prompt_timeout=5, timeout=5) == 17
     assert answered.is_set()
+
+
+def test_a_full_memory_answer_is_noted_by_the_session(
+        pty_session: tuple[int, ATSession]) -> None:
+    """+CMS ERROR: 322 (memory full, TS 27.005 §3.2.5) to a write: the session notes it, so
+    the engine drains the SIM next, whichever command met it (the sender no longer sets the
+    flag itself)."""
+    master, sess = pty_session
+    assert not sess.memory_full
+    modem = answer(master, b"\r\n+CMS ERROR: 322\r\n")
+    with pytest.raises(ModemCommandError, match="322"):
+        sess.write_submit(22, SUBMIT, timeout=5)
+    modem.join(5)
+    assert sess.memory_full
+    sess.memory_full = False
+    modem = answer(master, b"\r\n+CMS ERROR: 500\r\n")
+    with pytest.raises(ModemCommandError):
+        sess.run("AT+CMSS=3", 5)
+    modem.join(5)
+    assert not sess.memory_full, "only 322 means the memory is full"
