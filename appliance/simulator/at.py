@@ -4,7 +4,8 @@ A command line (ITU-T V.250 §5.2) is ``AT`` followed by basic commands (``E0``,
 ``S0=1``) and extended commands (``+CMGF=0``) separated by ``;``. Every command gets an
 answer: an unknown or malformed one ends the line with ERROR (V.250 §5.2.1), never
 silence. General commands live in :mod:`appliance.simulator.at_general`, SMS commands
-(TS 27.005) in :mod:`appliance.simulator.at_sms`; both register in :data:`HANDLERS`.
+(TS 27.005) in :mod:`appliance.simulator.at_sms`, each in its own :class:`CommandTable`;
+:mod:`appliance.simulator.commands` joins the two into the table a modem answers from.
 
 Handlers run in the modem's thread with the network lock held and return an :class:`AtReply`;
 the modem frames it (V.250 §5.7.1) and writes it.
@@ -102,8 +103,31 @@ class ATState:
 
 
 Handler = Callable[["SimModem", Command], AtReply]
-HANDLERS: dict[str, Handler] = {}
-NEEDS_SIM: set[str] = set()
+
+
+@dataclass
+class CommandTable:
+    """Commands by name, and which of them need an unlocked SIM. A module fills its own
+    with :meth:`command`; :mod:`appliance.simulator.commands` joins them."""
+
+    handlers: dict[str, Handler] = field(default_factory=dict)
+    needs_sim: set[str] = field(default_factory=set)
+
+    def command(self, *names: str, needs_sim: bool = False) -> Callable[[Handler], Handler]:
+        def add(fn: Handler) -> Handler:
+            for name in names:
+                self.handlers[name] = fn
+                if needs_sim:
+                    self.needs_sim.add(name)
+            return fn
+        return add
+
+    def __or__(self, other: CommandTable) -> CommandTable:
+        clash = self.handlers.keys() & other.handlers.keys()
+        if clash:
+            raise ValueError(f"commands defined twice: {sorted(clash)}")
+        return CommandTable({**self.handlers, **other.handlers}, self.needs_sim | other.needs_sim)
+
 # Vendor commands exist only on their family; elsewhere they are unknown (ERROR).
 VENDOR_ONLY: dict[str, str] = {"^CURC": "huawei", "^PORTSEL": "huawei"}
 
@@ -115,17 +139,8 @@ REGISTRATION_REPORTS = frozenset({"+CEREG"})
 def supported(modem: SimModem, name: str) -> bool:
     if name in REGISTRATION_REPORTS and name not in modem.profile.registration:
         return False
-    return name in HANDLERS and VENDOR_ONLY.get(name, modem.profile.name) == modem.profile.name
-
-
-def handler(*names: str, needs_sim: bool = False) -> Callable[[Handler], Handler]:
-    def register(fn: Handler) -> Handler:
-        for name in names:
-            HANDLERS[name] = fn
-            if needs_sim:
-                NEEDS_SIM.add(name)
-        return fn
-    return register
+    return (name in modem.command_table.handlers
+            and VENDOR_ONLY.get(name, modem.profile.name) == modem.profile.name)
 
 
 def parse_line(body: str) -> list[Command]:
@@ -196,10 +211,10 @@ def execute_line(modem: SimModem, body: str) -> AtReply:
         return AtReply(error="ERROR")
     total = AtReply()
     for command in commands:
-        fn = HANDLERS.get(command.name)
+        fn = modem.command_table.handlers.get(command.name)
         if fn is None or not supported(modem, command.name):
             return AtReply(lines=total.lines, error="ERROR")
-        if command.name in NEEDS_SIM and modem.pin_required():
+        if command.name in modem.command_table.needs_sim and modem.pin_required():
             sms = command.name.startswith("+CM") or command.name in ("+CPMS", "+CSCA", "+CNMI")
             err = modem.cms(311) if sms else modem.cme(11)
             return AtReply(lines=total.lines, error=err.error)

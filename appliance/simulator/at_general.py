@@ -10,11 +10,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from appliance.simulator.at import HANDLERS, Command, Handler, AtReply, handler, ok, supported
+from appliance.simulator.at import AtReply, Command, CommandTable, Handler, ok, supported
 from appliance.simulator.pdu import PAKISTAN
 
 if TYPE_CHECKING:
     from appliance.simulator.modem import SimModem
+
+#: This module's commands (joined with the SMS ones in :mod:`appliance.simulator.commands`).
+COMMANDS = CommandTable()
 
 
 # --- V.250 basic commands ------------------------------------------------------------------
@@ -27,31 +30,31 @@ def _flag(command: Command) -> int:
     return value
 
 
-@handler("E")
+@COMMANDS.command("E")
 def _echo(m: SimModem, c: Command) -> AtReply:
     m.state.echo = bool(_flag(c))
     return ok()
 
 
-@handler("V")
+@COMMANDS.command("V")
 def _verbose(m: SimModem, c: Command) -> AtReply:
     m.state.verbose = bool(_flag(c))
     return ok()
 
 
-@handler("Q")
+@COMMANDS.command("Q")
 def _quiet(m: SimModem, c: Command) -> AtReply:
     m.state.quiet = bool(_flag(c))
     return ok()
 
 
-@handler("Z", "&F")
+@COMMANDS.command("Z", "&F")
 def _reset(m: SimModem, c: Command) -> AtReply:
     m.reset_settings()
     return ok()
 
 
-@handler("&C", "&D", "&W", "X", "H", "L", "M", "+IPR", "+IFC", "+ICF", "+CSCB", "+CNMA",
+@COMMANDS.command("&C", "&D", "&W", "X", "H", "L", "M", "+IPR", "+IFC", "+ICF", "+CSCB", "+CNMA",
          "+CLIP", "+CRC", "+CVHU")
 def _accepted(m: SimModem, c: Command) -> AtReply:
     """Settings that change nothing on a pty but must be accepted as a modem would."""
@@ -60,7 +63,7 @@ def _accepted(m: SimModem, c: Command) -> AtReply:
     return ok()
 
 
-@handler("S")
+@COMMANDS.command("S")
 def _sreg(m: SimModem, c: Command) -> AtReply:
     reg, _, value = c.args.partition(",")
     if c.op == "?":
@@ -69,7 +72,7 @@ def _sreg(m: SimModem, c: Command) -> AtReply:
     return ok()
 
 
-@handler("I")
+@COMMANDS.command("I")
 def _info(m: SimModem, c: Command) -> AtReply:
     lines = list(m.profile.ati)
     if m.faults.non_utf8:
@@ -77,7 +80,7 @@ def _info(m: SimModem, c: Command) -> AtReply:
     return ok(*lines)
 
 
-@handler("D")
+@COMMANDS.command("D")
 def _dial(m: SimModem, c: Command) -> AtReply:
     return AtReply(error="NO CARRIER")
 
@@ -91,52 +94,52 @@ def _fixed(*lines: str) -> Handler:
     return answer
 
 
-@handler("+CGMI", "+GMI")
+@COMMANDS.command("+CGMI", "+GMI")
 def _manufacturer(m: SimModem, c: Command) -> AtReply:
     return _fixed(m.profile.manufacturer)(m, c)
 
 
-@handler("+CGMM", "+GMM")
+@COMMANDS.command("+CGMM", "+GMM")
 def _model(m: SimModem, c: Command) -> AtReply:
     return _fixed(m.profile.model)(m, c)
 
 
-@handler("+CGMR", "+GMR")
+@COMMANDS.command("+CGMR", "+GMR")
 def _revision(m: SimModem, c: Command) -> AtReply:
     return _fixed(m.profile.revision)(m, c)
 
 
-@handler("+CGSN", "+GSN")
+@COMMANDS.command("+CGSN", "+GSN")
 def _imei(m: SimModem, c: Command) -> AtReply:
     return _fixed(m.imei)(m, c)
 
 
-@handler("+GCAP")
+@COMMANDS.command("+GCAP")
 def _gcap(m: SimModem, c: Command) -> AtReply:
     return ok("+GCAP: +CGSM")
 
 
-@handler("+CIMI", needs_sim=True)
+@COMMANDS.command("+CIMI", needs_sim=True)
 def _imsi(m: SimModem, c: Command) -> AtReply:
     return _fixed(m.imsi)(m, c)
 
 
-@handler("+CNUM", needs_sim=True)
+@COMMANDS.command("+CNUM", needs_sim=True)
 def _cnum(m: SimModem, c: Command) -> AtReply:
     return ok(f'+CNUM: "","{m.number}",145') if c.op == "" else ok()
 
 
-@handler("+CPAS")
+@COMMANDS.command("+CPAS")
 def _cpas(m: SimModem, c: Command) -> AtReply:
     return ok("+CPAS: (0-5)") if c.op == "=?" else ok("+CPAS: 0")
 
 
-@handler("+CBC")
+@COMMANDS.command("+CBC")
 def _cbc(m: SimModem, c: Command) -> AtReply:
     return ok("+CBC: 0,100,4200") if c.op != "=?" else ok()
 
 
-@handler("+CSQ")
+@COMMANDS.command("+CSQ")
 def _csq(m: SimModem, c: Command) -> AtReply:
     if c.op == "=?":
         return ok("+CSQ: (0-31,99),(0-7,99)")
@@ -157,12 +160,12 @@ def _registration(name: str, attr: str) -> Handler:
     return answer
 
 
-HANDLERS["+CREG"] = _registration("+CREG", "creg")
-HANDLERS["+CGREG"] = _registration("+CGREG", "cgreg")
-HANDLERS["+CEREG"] = _registration("+CEREG", "cereg")
+COMMANDS.handlers["+CREG"] = _registration("+CREG", "creg")
+COMMANDS.handlers["+CGREG"] = _registration("+CGREG", "cgreg")
+COMMANDS.handlers["+CEREG"] = _registration("+CEREG", "cereg")
 
 
-@handler("+COPS")
+@COMMANDS.command("+COPS")
 def _cops(m: SimModem, c: Command) -> AtReply:
     op = m.operator
     if c.op == "=?":
@@ -182,7 +185,7 @@ def _cops(m: SimModem, c: Command) -> AtReply:
     return ok(f'+COPS: 0,{fmt},"{name}"')
 
 
-@handler("+CPIN")
+@COMMANDS.command("+CPIN")
 def _cpin(m: SimModem, c: Command) -> AtReply:
     if c.op == "=?":
         return ok()
@@ -197,7 +200,7 @@ def _cpin(m: SimModem, c: Command) -> AtReply:
     return ok("+CPIN: SIM PIN" if m.pin_required() else "+CPIN: READY")
 
 
-@handler("+CMEE")
+@COMMANDS.command("+CMEE")
 def _cmee(m: SimModem, c: Command) -> AtReply:
     if c.op == "=?":
         return ok("+CMEE: (0-2)")
@@ -210,7 +213,7 @@ def _cmee(m: SimModem, c: Command) -> AtReply:
     return ok()
 
 
-@handler("+CSCS")
+@COMMANDS.command("+CSCS")
 def _cscs(m: SimModem, c: Command) -> AtReply:
     charsets = ("IRA", "GSM", "UCS2")
     if c.op == "=?":
@@ -224,7 +227,7 @@ def _cscs(m: SimModem, c: Command) -> AtReply:
     return ok()
 
 
-@handler("+CFUN")
+@COMMANDS.command("+CFUN")
 def _cfun(m: SimModem, c: Command) -> AtReply:
     if c.op == "=?":
         return ok("+CFUN: (0,1,4),(0,1)")
@@ -240,7 +243,7 @@ def _cfun(m: SimModem, c: Command) -> AtReply:
     return ok()
 
 
-@handler("+CCLK")
+@COMMANDS.command("+CCLK")
 def _cclk(m: SimModem, c: Command) -> AtReply:
     if c.op == "=?":
         return ok()
@@ -253,15 +256,15 @@ def _cclk(m: SimModem, c: Command) -> AtReply:
     return ok(now.strftime('+CCLK: "%y/%m/%d,%H:%M:%S+20"'))
 
 
-@handler("+CLAC")
+@COMMANDS.command("+CLAC")
 def _clac(m: SimModem, c: Command) -> AtReply:
     if c.op:
         return ok()
-    names = sorted(n for n in HANDLERS if n.startswith(("+", "^")) and supported(m, n))
+    names = sorted(n for n in m.command_table.handlers if n.startswith(("+", "^")) and supported(m, n))
     return ok(*(f"AT{n}" for n in names))
 
 
-@handler("+CUSD")
+@COMMANDS.command("+CUSD")
 def _cusd(m: SimModem, c: Command) -> AtReply:
     if c.op == "=?":
         return ok("+CUSD: (0-2)")
@@ -308,13 +311,13 @@ def _unpack_ussd(hexcode: str) -> str | None:
     return decode_septets(septets)
 
 
-@handler("^PORTSEL")
+@COMMANDS.command("^PORTSEL")
 def _portsel(m: SimModem, c: Command) -> AtReply:
     """Huawei: which of its ttys carries URCs; one pty here, so any choice is this one."""
     return ok("^PORTSEL: 0") if c.op == "?" else ok()
 
 
-@handler("^CURC")
+@COMMANDS.command("^CURC")
 def _curc(m: SimModem, c: Command) -> AtReply:
     if c.op == "?":
         return ok(f"^CURC: {m.state.curc}")

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from appliance.errors import PduError
 from appliance.simulator import pdu as sim_pdu
-from appliance.simulator.at import Command, AtReply, handler, ok
+from appliance.simulator.at import AtReply, Command, CommandTable, ok
 from appliance.simulator.storage import (
     REC_READ, REC_UNREAD, STO_SENT, STO_UNSENT, Memory, StoredMessage,
 )
@@ -21,6 +21,9 @@ if TYPE_CHECKING:
     from appliance.simulator.modem import SimModem
 
 log = logging.getLogger(__name__)
+
+#: This module's commands (joined with the general ones in :mod:`appliance.simulator.commands`).
+COMMANDS = CommandTable()
 
 MAX_TPDU = 176  # TS 23.040: the longest SMS-SUBMIT is 164 octets; leave room for odd VP
 # TS 27.005 §3.5.4 <delflag>: which <stat> values each flag deletes.
@@ -32,7 +35,7 @@ def _quoted_list(names: tuple[str, ...]) -> str:
     return "(" + ",".join(f'"{n}"' for n in names) + ")"
 
 
-@handler("+CMGF")
+@COMMANDS.command("+CMGF")
 def _cmgf(m: SimModem, c: Command) -> AtReply:
     if c.op == "=?":
         return ok("+CMGF: (0)")
@@ -44,7 +47,7 @@ def _cmgf(m: SimModem, c: Command) -> AtReply:
     return ok()
 
 
-@handler("+CSMS")
+@COMMANDS.command("+CSMS")
 def _csms(m: SimModem, c: Command) -> AtReply:
     if c.op == "=?":
         return ok("+CSMS: (0,1)")
@@ -53,7 +56,7 @@ def _csms(m: SimModem, c: Command) -> AtReply:
     return ok("+CSMS: 1,1,1")
 
 
-@handler("+CPMS", needs_sim=True)
+@COMMANDS.command("+CPMS", needs_sim=True)
 def _cpms(m: SimModem, c: Command) -> AtReply:
     names = m.profile.storages
     receive = m.profile.receive_storages or names
@@ -71,7 +74,7 @@ def _cpms(m: SimModem, c: Command) -> AtReply:
     return ok("+CPMS: " + ",".join(f"{mem.used},{mem.total}" for mem in mems))
 
 
-@handler("+CNMI")
+@COMMANDS.command("+CNMI")
 def _cnmi(m: SimModem, c: Command) -> AtReply:
     if c.op == "=?":
         return ok("+CNMI: " + m.profile.cnmi_ranges)
@@ -93,7 +96,7 @@ def _cnmi(m: SimModem, c: Command) -> AtReply:
     return ok()
 
 
-@handler("+CSCA", needs_sim=True)
+@COMMANDS.command("+CSCA", needs_sim=True)
 def _csca(m: SimModem, c: Command) -> AtReply:
     if c.op == "=?":
         return ok()
@@ -123,7 +126,7 @@ def _setting(name: str, attr: str, choices: str, count: int = 1) -> None:
         setattr(m.state, attr, values if isinstance(current, list) else values[0])
         return ok()
 
-    handler(name)(answer)
+    COMMANDS.command(name)(answer)
 
 
 _setting("+CMMS", "cmms", "(0-2)")
@@ -135,7 +138,7 @@ def _read_memory(m: SimModem) -> Memory:
     return m.memories[m.state.cpms[0]]
 
 
-@handler("+CMGR", needs_sim=True)
+@COMMANDS.command("+CMGR", needs_sim=True)
 def _cmgr(m: SimModem, c: Command) -> AtReply:
     if c.op == "=?":
         return ok()
@@ -152,7 +155,7 @@ def _cmgr(m: SimModem, c: Command) -> AtReply:
     return ok(*lines)
 
 
-@handler("+CMGL", needs_sim=True)
+@COMMANDS.command("+CMGL", needs_sim=True)
 def _cmgl(m: SimModem, c: Command) -> AtReply:
     if c.op == "=?":
         return ok("+CMGL: (0-4)")
@@ -171,7 +174,7 @@ def _cmgl(m: SimModem, c: Command) -> AtReply:
     return ok(*lines)
 
 
-@handler("+CMGD", needs_sim=True)
+@COMMANDS.command("+CMGD", needs_sim=True)
 def _cmgd(m: SimModem, c: Command) -> AtReply:
     mem = _read_memory(m)
     if c.op == "=?":
@@ -194,7 +197,7 @@ def _cmgd(m: SimModem, c: Command) -> AtReply:
     return ok()
 
 
-@handler("+CMGS", needs_sim=True)
+@COMMANDS.command("+CMGS", needs_sim=True)
 def _cmgs(m: SimModem, c: Command) -> AtReply:
     if c.op == "=?":
         return ok()
@@ -243,7 +246,7 @@ def write_pdu(m: SimModem, pdu_hex: str, length: int, stat: int) -> AtReply:
     return ok(f"+CMGW: {index}")
 
 
-@handler("+CMGW", needs_sim=True)
+@COMMANDS.command("+CMGW", needs_sim=True)
 def _cmgw(m: SimModem, c: Command) -> AtReply:
     if c.op == "=?":
         return ok()
@@ -255,7 +258,7 @@ def _cmgw(m: SimModem, c: Command) -> AtReply:
     return AtReply(prompt=length, prompt_stat=stat, delay=m.scaled(m.faults.slow_prompt))
 
 
-@handler("+CMSS", needs_sim=True)
+@COMMANDS.command("+CMSS", needs_sim=True)
 def _cmss(m: SimModem, c: Command) -> AtReply:
     """Send a stored message (TS 27.005 §3.5.2) and mark it "stored sent", as modems do:
     after a crash, <stat> 3 tells the host that the message left."""

@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from appliance.errors import PduError
-from appliance.simulator import at_general as sim_at_general, at_sms as sim_at_sms  # noqa: F401  (register handlers)
-from appliance.simulator.at import CME_TEXT, CMS_TEXT, ATState, AtReply
+from appliance.simulator.at import CME_TEXT, CMS_TEXT, ATState, AtReply, CommandTable
+from appliance.simulator.commands import COMMANDS
 from appliance.simulator.faults import Faults
 from appliance.simulator.pdu import EncodedPdu, decode_deliver
 from appliance.simulator.profiles import ModemProfile, Operator
@@ -68,6 +68,7 @@ class SimModem:
                  number: str, pin: str | None, sim_capacity: int, balance: float,
                  directory: Path, network: Network, time_scale: float, seed: int) -> None:
         self.name, self.profile, self.operator, self.number = name, profile, operator, number
+        self.command_table: CommandTable = COMMANDS   # what it answers (simulator.at)
         self.pin, self.balance, self.network = pin, balance, network
         self.port = str(directory / name)
         self.log = logging.getLogger(f"{__name__}.{name}")
