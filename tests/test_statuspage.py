@@ -118,6 +118,16 @@ def test_metrics_follow_traffic(live_unit: tuple[Any, StatusServer], sim: Any) -
         ("nsor_modem_balance_rupees", (("modem", "sim1"),))) == 123.45, 20)
 
 
+def served_metrics(snap: dict[str, Any]) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """``/metrics`` of a real server in front of a fixed snapshot."""
+    server = StatusServer(lambda: snap, "127.0.0.1:0")
+    server.start()
+    try:
+        return metrics(server.url)
+    finally:
+        server.stop()
+
+
 def test_metrics_carry_alarms_and_sync_results(tmp_path: Path) -> None:
     from appliance.registry.status import RegistryPaths, record_attempt, sync_status
 
@@ -129,12 +139,7 @@ def test_metrics_carry_alarms_and_sync_results(tmp_path: Path) -> None:
             "alarms": [{"kind": "registry_stale", "message": "old", "since": 0, "count": 2},
                        {"kind": "credit_low:sim0", "message": "Rs 3", "since": 0, "count": 1}],
             "alarms_total": {"registry_stale": 2, "modem_down:sim0": 5}}
-    server = StatusServer(lambda: snap, "127.0.0.1:0")
-    server.start()
-    try:
-        m = metrics(server.url)
-    finally:
-        server.stop()
+    m = served_metrics(snap)
     assert m[("nsor_alarm_active", (("kind", "registry_stale"), ("modem", "")))] == 1
     assert m[("nsor_alarm_active", (("kind", "credit_low"), ("modem", "sim0")))] == 1
     assert m[("nsor_alarms_raised_total", (("kind", "modem_down"), ("modem", "sim0")))] == 5
@@ -152,12 +157,7 @@ def test_metrics_and_page_show_split_replies_and_the_fleet_link() -> None:
             "crash_resent": 4, "queue": {"pending": 0, "unassigned": 0},
             "fleet": {"connected": False, "down_s": 90.0, "hits_waiting": 7,
                       "last_error": "cannot reach the broker"}}
-    server = StatusServer(lambda: snap, "127.0.0.1:0")
-    server.start()
-    try:
-        m = metrics(server.url)
-    finally:
-        server.stop()
+    m = served_metrics(snap)
     assert m[("nsor_replies_split", ())] == 2
     assert m[("nsor_replies_resumed_total", ())] == 4
     assert m[("nsor_fleet_connected", ())] == 0 and m[("nsor_fleet_hits_waiting", ())] == 7
