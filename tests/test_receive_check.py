@@ -10,6 +10,7 @@ engine over a simulated modem's pty.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from appliance.modem.engine import Modem, ModemState
@@ -20,6 +21,29 @@ from tests.test_engine import CITIZEN, Handler, settings
 
 def commands_since(sm: Any, start: int) -> list[str]:
     return [c.upper() for c in sm.commands()[start:]]
+
+
+def burst(m: Modem, sim: Any, texts: list[str], sender: str) -> Callable[[], None]:
+    """Hold the owner in a call while ``texts`` arrive from ``sender`` + index, and until
+    their notices are all in (as a burst arrives: back to back), so that they wait
+    together. Returns what lets the owner go; the SMS are on the SIM meanwhile."""
+    release = threading.Event()
+    holding = threading.Event()
+
+    def hold(sess: ATSession) -> None:
+        holding.set()
+        release.wait(10)
+        assert wait_until(lambda: sess.take_arrived() or len(sess.urcs) >= len(texts), 5)
+    done = m.call(hold)
+    assert holding.wait(5)
+    for i, text in enumerate(texts):
+        sim.citizen_send(f"{sender}{i}", 0, text)
+    assert wait_until(lambda: len(sim.modems[0].stored()) == len(texts), 5)
+
+    def let_go() -> None:
+        release.set()
+        done.result(5)  # its notices all arrived while it held the owner
+    return let_go
 
 
 def test_a_lost_notice_is_found_by_the_used_count_check(sim: Any) -> None:
@@ -65,23 +89,9 @@ def test_a_burst_of_notices_is_read_with_one_cmgl(sim: Any) -> None:
     m.start()
     try:
         assert wait_until(lambda: m.status().state == ModemState.READY, 10)
-        # Hold the owner in a call while three SMS arrive, and until their three +CMTI are
-        # in (as a burst arrives: back to back), so that they wait together.
-        release = threading.Event()
-        holding = threading.Event()
-
-        def hold(sess: ATSession) -> None:
-            holding.set()
-            release.wait(10)
-            assert wait_until(lambda: sess.take_arrived() or len(sess.urcs) >= 3, 5)
-        done = m.call(hold)
-        assert holding.wait(5)
-        for i in range(3):
-            sim.citizen_send(f"+92300765432{i}", 0, f"query {i}")
-        assert wait_until(lambda: len(sm.stored()) == 3, 5)
+        let_go = burst(m, sim, [f"query {i}" for i in range(3)], "+92300765432")
         start = len(sm.commands())
-        release.set()
-        done.result(5)
+        let_go()
         assert wait_until(lambda: sorted(handler.texts()) == [f"query {i}" for i in range(3)],
                           10)
         assert wait_until(lambda: not sm.stored(), 5)
@@ -102,21 +112,9 @@ def test_a_burst_waits_for_its_commit_before_any_delete(sim: Any) -> None:
     m.start()
     try:
         assert wait_until(lambda: m.status().state == ModemState.READY, 10)
-        release = threading.Event()
-        holding = threading.Event()
-
-        def hold(sess: ATSession) -> None:
-            holding.set()
-            release.wait(10)
-            assert wait_until(lambda: sess.take_arrived() or len(sess.urcs) >= 2, 5)
-        done = m.call(hold)
-        assert holding.wait(5)
-        for i in range(2):
-            sim.citizen_send(f"+92300765433{i}", 0, f"burst {i}")
-        assert wait_until(lambda: len(sm.stored()) == 2, 5)
+        let_go = burst(m, sim, [f"burst {i}" for i in range(2)], "+92300765433")
         handler.hold.clear()          # the commit of the first message does not return
-        release.set()
-        done.result(5)
+        let_go()
         assert wait_until(lambda: any("CMGL" in c for c in sm.commands()[-5:]), 5)
         assert len(sm.stored()) == 2, "deleted before the handler returned"
         handler.hold.set()
@@ -138,22 +136,10 @@ def test_a_long_burst_lets_replies_out_between_reads(sim: Any) -> None:
     m.start()
     try:
         assert wait_until(lambda: m.status().state == ModemState.READY, 10)
-        release = threading.Event()
-        holding = threading.Event()
-
-        def hold(sess: ATSession) -> None:
-            holding.set()
-            release.wait(10)
-            assert wait_until(lambda: sess.take_arrived() or len(sess.urcs) >= 6, 5)
-        done = m.call(hold)
-        assert holding.wait(5)
-        for i in range(6):
-            sim.citizen_send(f"+92300765434{i}", 0, f"long burst {i}")
-        assert wait_until(lambda: len(sm.stored()) == 6, 5)
+        let_go = burst(m, sim, [f"long burst {i}" for i in range(6)], "+92300765434")
         handler.jobs.append(job("a reply"))
         start = len(sm.commands())
-        release.set()
-        done.result(5)
+        let_go()
         assert wait_until(lambda: len(handler.texts()) == 6 and len(handler.done) == 1, 10)
         assert wait_until(lambda: not sm.stored(), 5)
         seen = commands_since(sm, start)
