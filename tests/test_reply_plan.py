@@ -10,12 +10,13 @@ from typing import Iterator
 
 import pytest
 
-from appliance.outbox.bank import Bank, SlotSettings
 from appliance.modem.engine import ModemState, ModemStatus
-from appliance.outbox.states import State
 from appliance.modem.ports import Job, PlanPart, SubmittedPart
-from appliance.state.store import Store
+from appliance.outbox.bank import Bank, SlotSettings
+from appliance.outbox.states import State
 from appliance.outbox.table import ReplyTable
+from appliance.state.store import Store
+from tests.conftest import wait_until
 
 replies = ReplyTable()  # stateless: the outbox's queries of the state.db a Store opened
 
@@ -35,8 +36,9 @@ def ready(name: str) -> ModemStatus:
 
 
 def bank_of(store: Store, move_after_s: float = 120.0) -> Bank:
-    bank = Bank(replies, [("a", SlotSettings(0.0, 100, 1000)), ("b", SlotSettings(0.0, 100, 1000))],
-                block_after_failures=3, block_cooldown_s=600.0, move_after_s=move_after_s)
+    slots = [(n, SlotSettings(0.0, 100, 1000)) for n in ("a", "b")]
+    bank = Bank(replies, slots, block_after_failures=3, block_cooldown_s=600.0,
+                move_after_s=move_after_s)
     bank.on_status(ready("a"))
     bank.on_status(ready("b"))
     return bank
@@ -46,12 +48,17 @@ def plan(ref: int = 7) -> list[PlanPart]:
     return [PlanPart(i + 1, 2, ref, pdu) for i, pdu in enumerate(PDUS)]
 
 
-def first_part_left(store: Store, bank: Bank) -> Job:
-    """Reply queued for "a", encoded there, part 1 sent, part 2 refused."""
+def planned_on_a(bank: Bank) -> Job:
+    """A two-part reply queued for "a", claimed by it and encoded there."""
     replies.queue_reply(recipient="+923001234567", text="x" * 200, parts=2, preferred_modem="a")
     job = bank.next_job("a")
     assert job is not None and job.parts == ()
-    job = replies.record_plan(job, plan())
+    return replies.record_plan(job, plan())
+
+
+def first_part_left(store: Store, bank: Bank) -> Job:
+    """Reply queued for "a", encoded there, part 1 sent, part 2 refused."""
+    job = planned_on_a(bank)
     replies.record_parts(job, [SubmittedPart(1, 2, 7, 11, time.time())])
     replies.move(job.outbound_id, State.RETRY, next_attempt_at=0.0)
     return job
@@ -75,10 +82,7 @@ def test_a_retry_resumes_the_same_encoding_on_the_same_sim(store: Store) -> None
 
 def test_a_reply_with_nothing_sent_moves_at_once_and_is_not_a_split(store: Store) -> None:
     bank = bank_of(store)
-    replies.queue_reply(recipient="+923001234567", text="x" * 200, parts=2, preferred_modem="a")
-    job = bank.next_job("a")
-    assert job is not None
-    job = replies.record_plan(job, plan())
+    job = planned_on_a(bank)
     replies.move(job.outbound_id, State.RETRY, next_attempt_at=0.0)
     bank.on_status(ModemStatus("a", "/dev/a", state=ModemState.GONE))
     moved = bank.next_job("b")
@@ -92,11 +96,16 @@ def test_a_reply_under_way_waits_for_its_sim_then_moves_as_a_counted_split(
     job = first_part_left(store, bank)
     bank.on_status(ModemStatus("a", "/dev/a", state=ModemState.GONE))
     assert bank.next_job("b") is None, "moved before its SIM was down for move_after_s"
-    deadline = time.monotonic() + 5
-    moved = None
-    while moved is None and time.monotonic() < deadline:
-        moved = bank.next_job("b")
-    assert moved is not None and moved.parts == ()
+    claimed: list[Job] = []
+
+    def b_claims() -> bool:
+        job = bank.next_job("b")
+        if job is not None:
+            claimed.append(job)
+        return bool(claimed)
+    assert wait_until(b_claims, 5), "never moved after move_after_s"
+    (moved,) = claimed
+    assert moved.parts == ()
     assert replies.split_count() == 1
     con = sqlite3.connect(store.path)
     statuses = dict(con.execute("SELECT seq, status FROM part WHERE outbound_id = ? AND "
@@ -117,10 +126,7 @@ def test_a_released_reply_goes_to_another_sim(store: Store) -> None:
 
 def test_a_crash_mid_reply_resumes_it(store: Store) -> None:
     bank = bank_of(store)
-    replies.queue_reply(recipient="+923001234567", text="x" * 200, parts=2, preferred_modem="a")
-    job = bank.next_job("a")
-    assert job is not None
-    job = replies.record_plan(job, plan())
+    job = planned_on_a(bank)
     replies.record_parts(job, [SubmittedPart(1, 2, 7, 11, time.time())])
     assert replies.recover_after_crash() == (0, 1)           # back to queued, not resent whole
     again = bank.next_job("a")
@@ -129,10 +135,7 @@ def test_a_crash_mid_reply_resumes_it(store: Store) -> None:
 
 def test_a_stored_part_refused_waits_as_unsent(store: Store) -> None:
     bank = bank_of(store)
-    replies.queue_reply(recipient="+923001234567", text="x" * 200, parts=2, preferred_modem="a")
-    job = bank.next_job("a")
-    assert job is not None
-    job = replies.record_plan(job, plan())
+    job = planned_on_a(bank)
     replies.record_stored(job, SubmittedPart(1, 2, 7, None, time.time(), storage_index=3,
                                            pdu=PDUS[0]))
     assert [p.part_id for p in replies.stored_parts("a")]
