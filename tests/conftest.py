@@ -43,6 +43,16 @@ def no_leaked_modem_threads() -> Iterator[None]:
 
 
 @pytest.fixture
+def store(tmp_path: Path) -> Iterator[Any]:
+    """A real, empty ``state.db`` opened by the Store (the outbox's ReplyTable queries it)."""
+    from appliance.state.store import Store
+
+    s = Store(tmp_path / "state.db")
+    yield s
+    s.close()
+
+
+@pytest.fixture
 def sample_registry(tmp_path: Path) -> Path:
     from appliance.registry.importer import SAMPLE_REGISTRY, import_file
 

@@ -14,7 +14,6 @@ import re
 import sqlite3
 import stat
 import threading
-from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -35,13 +34,6 @@ SECRET = bytes(range(32))
 DAY = 86_400.0
 T0 = 1_750_000_000.0
 CNIC = "3520212345671"
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    s = Store(tmp_path / "state.db")
-    yield s
-    s.close()
 
 
 def add(log: Audit, at: float, verdict: str = "no_record", cnic: str | None = CNIC) -> None:

@@ -6,22 +6,13 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import pytest
-
-from appliance.outbox.bank import Bank, SlotSettings
 from appliance.modem.engine import ModemState, ModemStatus
+from appliance.outbox.bank import Bank, SlotSettings
+from appliance.outbox.table import ReplyTable
 from appliance.state.store import Store
 from tests.conftest import wait_until
-from appliance.outbox.table import ReplyTable
 
 replies = ReplyTable()  # stateless: the outbox's queries of the state.db a Store opened
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Store:
-    s = Store(tmp_path / "state.db")
-    yield s
-    s.close()
 
 
 def ready(name: str) -> ModemStatus:

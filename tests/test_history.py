@@ -3,22 +3,12 @@ state.db file)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from appliance.state.history import STEP_S, VERDICTS, WINDOW_S, History, columns, counts_since, sample
 from appliance.state.store import Store, run_sql, write_txn
 
 T0 = 1_800_000_000.0  # a minute boundary (divisible by 60)
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    s = Store(tmp_path / "state.db")
-    yield s
-    s.close()
 
 
 def rows() -> int:

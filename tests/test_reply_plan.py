@@ -6,9 +6,6 @@ from __future__ import annotations
 import sqlite3
 import time
 from pathlib import Path
-from typing import Iterator
-
-import pytest
 
 from appliance.modem.engine import ModemState, ModemStatus
 from appliance.modem.ports import Job, PlanPart, SubmittedPart
@@ -22,13 +19,6 @@ replies = ReplyTable()  # stateless: the outbox's queries of the state.db a Stor
 
 PDUS = ("0051000B910300000000F00008FF0A0500030702010041",
         "0051000B910300000000F00008FF0A0500030702020042")
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    s = Store(tmp_path / "state.db")
-    yield s
-    s.close()
 
 
 def ready(name: str) -> ModemStatus:

@@ -3,21 +3,9 @@ part count, one committed row, the answered inbound rows marked with it (a real 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
-
 from appliance.modem.pdu import encode_submit
 from appliance.outbox.queue import queue_sms
 from appliance.state.store import Inbound, Outbound, Store
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    s = Store(tmp_path / "state.db")
-    yield s
-    s.close()
 
 
 def test_a_national_number_is_queued_in_canonical_form(store: Store) -> None:
