@@ -418,9 +418,14 @@ class Modem:
                     self._check_balance(sess)
                 if self._held and now >= next_held:
                     next_held = now + HELD_RETRY_S
-                    for pdu_hex in self._held[:HELD_PER_TURN]:
+                    tried = self._held[:HELD_PER_TURN]
+                    for pdu_hex in tried:
                         self._beat()
                         self._deliver(pdu_hex, index=None)
+                    # Those still held go to the back: one that can never be stored must
+                    # not keep the others from their turn.
+                    self._held = ([p for p in self._held if p not in tried]
+                                  + [p for p in tried if p in self._held])
                 sent = False
                 if self._status.state == ModemState.READY:
                     job = self._outbox.next_job(self.name)
