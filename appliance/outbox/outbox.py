@@ -27,13 +27,13 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
+from .. import journal
+from ..backoff import Backoff
 from ..config import ReliabilityConfig
 from ..modem.contract import ModemStatus
 from ..modem.pdu_decode import StatusReport
 from ..modem.ports import Job, PlanPart, StoredPart, SubmittedPart
-from ..backoff import Backoff
 from ..rules.wording import plural
-from .. import journal
 from .bank import Bank, SlotSettings
 from .queue import Queued, queue_sms
 from .states import ErrorClass, State, classify

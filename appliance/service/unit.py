@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
-from .. import __version__
+from .. import __version__, journal
 from ..config import Config
 from ..config.credentials import redact_tree
 from ..errors import ApplianceError, ConfigError, PduError
@@ -48,7 +48,6 @@ from ..rules.wording import plural
 from ..state import retention
 from ..state.history import History, counts_since, sample
 from ..state.store import Store, db, write_txn
-from .. import journal
 from . import systemd
 from .alarms import Alarms, disk_alarm
 from .control import ControlServer, socket_path as control_socket_path
